@@ -1,0 +1,1 @@
+"""mlcp's Django project: settings, URLs, the Celery app, roles and the CLI."""
