@@ -1,0 +1,211 @@
+"""`mlcp`: the command line for CI and on-call.
+
+Server URL and token come from --url/--token or MLCP_URL/MLCP_TOKEN. Every
+command prints a human summary, or JSON with --json; errors exit non-zero
+with the server's code and detail.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from controlplane.cli.client import ApiError, MlcpClient, sha256_file
+
+console = Console(stderr=True)
+TERMINAL_STATUSES = {"awaiting_approval", "approved", "rejected", "deployed", "rolled_back", "archived"}
+
+
+def _progress() -> Progress:
+    return Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                    TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=False)
+
+
+def _emit(args, data, human) -> None:
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        human(data)
+
+
+def cmd_push(args, client: MlcpClient) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise SystemExit(f"mlcp: {path} is not a file")
+    with _progress() as progress:
+        task = progress.add_task("hashing", total=path.stat().st_size)
+        digest = sha256_file(path, lambda done, total: progress.update(task, completed=done))
+        client.ensure_model(args.model)
+        upload = progress.add_task(f"uploading {path.name}", total=path.stat().st_size)
+        fields = {"format": args.format or ("pt2" if path.suffix == ".pt2" else "onnx"), "sha256": digest,
+                  "git_commit": args.git_commit, "ci_run_url": args.ci_run_url,
+                  "training_data_digest": args.training_data_digest,
+                  "tags": json.dumps(dict(t.split("=", 1) for t in args.tag)) if args.tag else None}
+        version = client.upload(f"/api/v1/models/{args.model}/versions/", path, "artifact", fields,
+                                on_progress=lambda sent, total: progress.update(upload, completed=sent, total=total),
+                                extra_files={"bundle": args.bundle} if args.bundle else None)
+    if args.wait:
+        version = wait_for_gates(client, args.model, version["number"], args.timeout)
+    _emit(args, version, _print_version)
+    return 1 if args.wait and version["status"] in {"rejected"} else 0
+
+
+def wait_for_gates(client: MlcpClient, model: str, number: int, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    base = f"/api/v1/models/{model}/versions/{number}/"
+    with console.status(f"waiting for the gates of {model}:{number}") as status:
+        while True:
+            version = client.get_json(base)
+            gates = client.get_json(base + "gates")
+            status.update(f"{model}:{number} {version['status']}: " +
+                          ", ".join(f"{g['gate']}={g['verdict']}" for g in gates) or "queued")
+            if version["status"] in TERMINAL_STATUSES:
+                version["gates"] = gates
+                return version
+            if time.monotonic() > deadline:
+                raise SystemExit(f"mlcp: gates of {model}:{number} not finished after {timeout:.0f}s")
+            time.sleep(1.0)
+
+
+def _print_version(version: dict) -> None:
+    console.print(f"[bold]{version['model']}:{version['number']}[/] {version['status']}  "
+                  f"sha256:{version['digest']}  signed by {version['signer']}")
+    for gate in version.get("gates", []):
+        console.print(f"  {gate['gate']:<13} {gate['verdict']:<7} {gate.get('summary', '')}")
+
+
+def cmd_verify(args, client) -> int:
+    from controlplane.cli.verify import verify_file
+
+    ok, message = verify_file(Path(args.file), Path(args.bundle), Path(args.public_key))
+    _emit(args, {"ok": ok, "detail": message}, lambda d: console.print(("[green]OK[/] " if ok else "[red]FAILED[/] ")
+                                                                       + message))
+    return 0 if ok else 1
+
+
+def cmd_fetch(args, client) -> int:
+    """Download an artifact and its bundle, verify both, keep the file only if they verify."""
+    from controlplane.cli.verify import verify_file
+
+    out = Path(args.out)
+    base = f"/api/v1/models/{args.model}/versions/{args.version}/"
+    partial = out.with_name(out.name + ".partial")
+    with _progress() as progress:
+        task = progress.add_task(f"downloading {args.model}:{args.version}")
+        digest = client.download(base + "artifact", partial,
+                                 lambda done, total: progress.update(task, completed=done, total=total or None))
+    bundle = out.with_name(out.name + ".sig")
+    bundle.write_bytes(client.request("GET", base + "signature").content)
+    keys = client.get_json("/api/v1/signing-keys/")
+    if args.digest and args.digest.removeprefix("sha256:") != digest:
+        partial.unlink()
+        raise SystemExit(f"mlcp: downloaded bytes hash to sha256:{digest}, expected {args.digest}")
+    if args.verify:
+        key_file = out.with_name(out.name + ".pub")
+        for key in keys:
+            key_file.write_text(key["pem"])
+            ok, message = verify_file(partial, bundle, key_file)
+            if ok:
+                break
+        key_file.unlink()
+        if not ok:
+            partial.unlink()
+            raise SystemExit(f"mlcp: {args.model}:{args.version} does not verify: {message}")
+    partial.rename(out)
+    _emit(args, {"path": str(out), "digest": digest, "verified": bool(args.verify)},
+          lambda d: console.print(f"{out} sha256:{digest}" + (" verified" if args.verify else "")))
+    return 0
+
+
+def cmd_golden_push(args, client) -> int:
+    path = Path(args.file)
+    client.ensure_model(args.model)
+    with _progress() as progress:
+        task = progress.add_task(f"uploading {path.name}", total=path.stat().st_size)
+        golden = client.upload(f"/api/v1/models/{args.model}/golden-sets/", path, "golden_set",
+                               {"description": args.description, "make_default": "true"},
+                               on_progress=lambda sent, total: progress.update(task, completed=sent, total=total))
+    _emit(args, golden, lambda g: console.print(
+        f"golden set {g['model']}#{g['number']}: {g['num_examples']} examples, sha256:{g['digest']} (default)"))
+    return 0
+
+
+def cmd_versions(args, client) -> int:
+    page = client.get_json(f"/api/v1/models/{args.model}/versions/")
+
+    def human(data):
+        table = Table("version", "status", "digest", "signer", "created")
+        for v in data["results"]:
+            table.add_row(str(v["number"]), v["status"], v["digest"][:16], v["signer"], v["created_at"])
+        Console().print(table)
+
+    _emit(args, page, human)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlcp", description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="mlcp server URL (env MLCP_URL)")
+    parser.add_argument("--token", help="API token (env MLCP_TOKEN)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    push = sub.add_parser("push", help="register a model version (streamed upload)")
+    push.add_argument("model")
+    push.add_argument("file")
+    push.add_argument("--format", choices=["onnx", "pt2"])
+    push.add_argument("--bundle", help="a model-signing bundle made by CI (verified against trusted keys)")
+    push.add_argument("--git-commit")
+    push.add_argument("--ci-run-url")
+    push.add_argument("--training-data-digest")
+    push.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
+    push.add_argument("--wait", action="store_true", help="wait for the gates to finish")
+    push.add_argument("--timeout", type=float, default=1800)
+    push.set_defaults(handler=cmd_push)
+
+    verify = sub.add_parser("verify", help="verify a file against a model-signing bundle offline")
+    verify.add_argument("file")
+    verify.add_argument("bundle")
+    verify.add_argument("--public-key", required=True)
+    verify.set_defaults(handler=cmd_verify)
+
+    fetch = sub.add_parser("fetch", help="download a version and keep it only if it verifies")
+    fetch.add_argument("model")
+    fetch.add_argument("version", type=int)
+    fetch.add_argument("--out", required=True)
+    fetch.add_argument("--digest")
+    fetch.add_argument("--verify", action="store_true")
+    fetch.set_defaults(handler=cmd_fetch)
+
+    versions = sub.add_parser("versions", help="list a model's versions")
+    versions.add_argument("model")
+    versions.set_defaults(handler=cmd_versions)
+
+    golden = sub.add_parser("golden-set", help="golden sets").add_subparsers(dest="golden_command", required=True)
+    golden_push = golden.add_parser("push", help="register a labelled .npz and make it the model's default")
+    golden_push.add_argument("model")
+    golden_push.add_argument("file")
+    golden_push.add_argument("--description", default="")
+    golden_push.set_defaults(handler=cmd_golden_push)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    client = MlcpClient.from_env(args.url, args.token)
+    try:
+        return args.handler(args, client)
+    except ApiError as exc:
+        console.print(f"[red]mlcp: {exc.detail}[/] ({exc.code}, HTTP {exc.status})")
+        if args.json:
+            print(json.dumps({"code": exc.code, "detail": exc.detail, "status": exc.status}))
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Settings for mlcp, read from the environment with embedded defaults.
+
+With no environment at all, mlcp runs on a SQLite file and a development
+signing key under MLCP_DATA_DIR (./data). Production sets DATABASE_URL,
+SECRET_KEY, ALLOWED_HOSTS, MLCP_SIGNING_KEY and CELERY_BROKER_URL.
+"""
+
+from pathlib import Path
+
+import dj_database_url
+
+from controlplane.env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("MLCP_DATA_DIR", str(BASE_DIR / "data"))).resolve()
+
+DEBUG = env_bool("DEBUG", False)
+# The fallback key is only for local runs; `check --deploy` flags it (W009).
+SECRET_KEY = env_str("SECRET_KEY") or "django-insecure-mlcp-development-only-key"
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "controlplane",
+    "registry",
+    "rollouts",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "controlplane.urls"
+WSGI_APPLICATION = "controlplane.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'mlcp.sqlite3'}",
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Workers, the web server and the controller share the file: wait for locks.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+if env_str("MLCP_TEST_DATABASE_NAME"):
+    # Lets tests hand the test database to server and worker processes they start.
+    DATABASES["default"]["TEST"] = {"NAME": env_str("MLCP_TEST_DATABASE_NAME")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+LOGIN_URL = "/admin/login/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["controlplane.roles.IsViewer"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "controlplane.api.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "mlcp API",
+    "DESCRIPTION": "Model registry with signed artifacts, gates and canary rollouts.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# Uploads stream through registry.upload.BlobUploadHandler; nothing is kept in memory.
+FILE_UPLOAD_HANDLERS = ["registry.upload.BlobUploadHandler"]
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+MLCP_MAX_UPLOAD_BYTES = env_int("MLCP_MAX_UPLOAD_BYTES", 4 * 1024**3)
+MLCP_ARTIFACT_DIR = Path(env_str("MLCP_ARTIFACT_DIR", str(DATA_DIR / "artifacts"))).resolve()
+
+# Signing: the registry's private key (PEM, EC P-256/P-384). A development key
+# is generated under DATA_DIR when none is configured, with a loud warning.
+MLCP_SIGNING_KEY = env_str("MLCP_SIGNING_KEY")
+MLCP_SIGNING_KEY_PATH = env_str("MLCP_SIGNING_KEY_PATH")
+MLCP_SIGNER_IDENTITY = env_str("MLCP_SIGNER_IDENTITY", "mlcp-registry")
+# Extra trusted public keys (PEM files, comma separated) for client-made bundles and rotation.
+MLCP_TRUSTED_KEY_FILES = env_list("MLCP_TRUSTED_KEY_FILES", [])
+MLCP_PUBLIC_URL = env_str("MLCP_PUBLIC_URL", "http://127.0.0.1:8000")
+
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", None)
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+
+PROMETHEUS_URL = env_str("PROMETHEUS_URL", "http://127.0.0.1:9090")
+PROMETHEUS_TIMEOUT_S = env_int("PROMETHEUS_TIMEOUT_S", 10)
+
+if not DEBUG:
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    X_FRAME_OPTIONS = "DENY"
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Behind TLS-terminating ingress, redirects are the ingress's job; say so to check --deploy.
+SILENCED_SYSTEM_CHECKS = env_list("SILENCED_SYSTEM_CHECKS", [])
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}

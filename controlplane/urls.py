@@ -1,0 +1,29 @@
+"""URL map: the REST API under /api/v1/, its schema, the web UI and the admin."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from registry.api import views as registry_views
+
+router = DefaultRouter(trailing_slash=True)
+router.register("models", registry_views.RegisteredModelViewSet, basename="model")
+router.register(r"models/(?P<model_name>[a-z0-9-]+)/versions", registry_views.ModelVersionViewSet,
+                basename="version")
+router.register(r"models/(?P<model_name>[a-z0-9-]+)/golden-sets", registry_views.GoldenSetViewSet,
+                basename="golden-set")
+router.register("audit", registry_views.AuditEventViewSet, basename="audit")
+
+api_v1 = [
+    path("", include(router.urls)),
+    path("models/<slug:name>/aliases/<slug:alias>", registry_views.AliasView.as_view(), name="alias"),
+    path("signing-keys/", registry_views.SigningKeysView.as_view(), name="signing-keys"),
+]
+
+urlpatterns = [
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,1 @@
+"""The model registry: models, versions, content-addressed signed artifacts, aliases, audit."""

@@ -1,0 +1,330 @@
+"""The registry's domain functions: what views, tasks and commands call.
+
+Each function takes plain values and rows, enforces the registry's rules,
+writes the audit trail, and raises a `controlplane.errors` error otherwise.
+"""
+
+import json
+import logging
+import zipfile
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+
+from controlplane.errors import IllegalTransition, IntegrityFailure, InvalidInput, NotFound
+from registry import signing
+from registry.choices import TRANSITIONS, ArtifactFormat, SignatureSource, VersionStatus
+from registry.models import Alias, AliasMove, AuditEvent, Blob, GoldenSet, ModelVersion, RegisteredModel
+from registry.onnx_graph import read_onnx_signature
+from registry.storage import BlobStore, StagedBlob, default_store
+
+log = logging.getLogger(__name__)
+MAX_BUNDLE_BYTES = 1024 * 1024
+
+
+def actor_name(user) -> str:
+    if user is None:
+        return "system"
+    return getattr(user, "username", None) or str(user)
+
+
+def record_audit(actor, action: str, *, model_name="", version_number=None, from_state="",
+                 to_state="", reason="", **detail) -> AuditEvent:
+    return AuditEvent.objects.create(
+        actor=actor_name(actor) if not isinstance(actor, str) else actor,
+        action=action,
+        model_name=model_name,
+        version_number=version_number,
+        from_state=from_state,
+        to_state=to_state,
+        reason=reason,
+        detail=detail,
+    )
+
+
+# ----------------------------------------------------------------- models
+
+def get_model(name: str) -> RegisteredModel:
+    try:
+        return RegisteredModel.objects.get(name=name)
+    except RegisteredModel.DoesNotExist:
+        raise NotFound(f"model '{name}' is not registered") from None
+
+
+def get_version(model_name: str, number: int) -> ModelVersion:
+    try:
+        return ModelVersion.objects.select_related("model", "blob").get(model__name=model_name, number=number)
+    except ModelVersion.DoesNotExist:
+        raise NotFound(f"model '{model_name}' has no version {number}") from None
+
+
+# ---------------------------------------------------------------- ingest
+
+@dataclass
+class VersionMetadata:
+    format: str = ArtifactFormat.ONNX
+    git_commit: str = ""
+    ci_run_url: str = ""
+    training_data_digest: str = ""
+    tags: dict | None = None
+    parent_number: int | None = None
+    derivation: str = ""
+    declared_signature: dict | None = None
+
+
+def ingest_version(model: RegisteredModel, staged: StagedBlob, artifact_name: str, meta: VersionMetadata,
+                   *, actor, declared_digest: str | None = None, bundle_json: str | None = None,
+                   store: BlobStore | None = None) -> ModelVersion:
+    """Turn staged bytes into a signed, numbered version; all or nothing.
+
+    The blob is made durable and signed (or its client bundle verified)
+    before the version row is written in one transaction; any failure
+    removes the staged bytes and leaves no row behind.
+    """
+    store = store or default_store()
+    try:
+        digest = staged.digest or staged.finish()
+        if staged.size == 0:
+            raise InvalidInput("the artifact is empty", code="empty_artifact")
+        if declared_digest and declared_digest.lower().removeprefix("sha256:") != digest:
+            raise IntegrityFailure(
+                f"the upload hashes to sha256:{digest}, not the declared {declared_digest}; nothing was stored",
+                code="digest_mismatch", expected=declared_digest, actual=digest,
+            )
+        graph = _inspect_artifact(staged, meta.format)
+        if bundle_json is not None:
+            verified = signing.verify_bundle(bundle_json, digest)
+            bundle, source = bundle_json, SignatureSource.CLIENT
+        else:
+            bundle = signing.sign_digest(digest, artifact_name)
+            verified = signing.VerifiedSignature(digest, signing.active_public_key().key_id,
+                                                 signing.active_public_key().name)
+            source = SignatureSource.REGISTRY
+        staged.commit()
+    except BaseException:
+        staged.discard()
+        raise
+    try:
+        return _create_version_row(model, digest, staged.size, artifact_name, meta, graph,
+                                   bundle, source, verified, actor)
+    except BaseException:
+        _drop_unreferenced_blob(store, digest)
+        raise
+
+
+def _inspect_artifact(staged: StagedBlob, artifact_format: str) -> dict:
+    if artifact_format == ArtifactFormat.ONNX:
+        with open(staged.path, "rb") as fh:
+            return read_onnx_signature(fh, staged.size)
+    if artifact_format == ArtifactFormat.TORCH_EXPORT:
+        # A torch.export archive is a zip; its graph is read when the validation gate converts it.
+        if not zipfile.is_zipfile(staged.path):
+            raise InvalidInput("a .pt2 artifact must be a torch.export archive (a zip file)",
+                               code="malformed_artifact")
+        return {"inputs": [], "outputs": [], "note": "signature read when converted to ONNX by the validation gate"}
+    raise InvalidInput(f"unknown artifact format '{artifact_format}'; use onnx or pt2", code="invalid_format")
+
+
+@transaction.atomic
+def _create_version_row(model, digest, size, artifact_name, meta, graph, bundle, source, verified, actor):
+    model = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+    blob, _ = Blob.objects.get_or_create(digest=digest, defaults={"size": size})
+    parent = None
+    if meta.parent_number is not None:
+        parent = ModelVersion.objects.filter(model=model, number=meta.parent_number).first()
+        if parent is None:
+            raise InvalidInput(f"parent version {meta.parent_number} does not exist", code="unknown_parent")
+    last = model.versions.order_by("-number").values_list("number", flat=True).first() or 0
+    version = ModelVersion.objects.create(
+        model=model, number=last + 1, format=meta.format, blob=blob, artifact_name=artifact_name,
+        input_signature=graph["inputs"], output_signature=graph["outputs"],
+        graph_info={k: v for k, v in graph.items() if k not in ("inputs", "outputs")}
+        | ({"declared_signature": meta.declared_signature} if meta.declared_signature else {}),
+        git_commit=meta.git_commit, ci_run_url=meta.ci_run_url, training_data_digest=meta.training_data_digest,
+        parent=parent, derivation=meta.derivation, tags=meta.tags or {},
+        signature_bundle=bundle, signature_source=source, signer=verified.signer,
+        signing_key_id=verified.key_id, created_by=actor if getattr(actor, "pk", None) else None,
+    )
+    record_audit(actor, "version.registered", model_name=model.name, version_number=version.number,
+                 to_state=version.status, digest=digest, size=size, signer=verified.signer,
+                 signature_source=source)
+    return version
+
+
+def _drop_unreferenced_blob(store: BlobStore, digest: str) -> None:
+    if not Blob.objects.filter(digest=digest).exists():
+        store.delete(digest)
+
+
+def ingest_bytes(model: RegisteredModel, data: bytes, artifact_name: str, meta: VersionMetadata, *,
+                 actor, store: BlobStore | None = None) -> ModelVersion:
+    """Register in-memory bytes (derived versions made by workers)."""
+    store = store or default_store()
+    staged = store.stage()
+    staged.write(data)
+    return ingest_version(model, staged, artifact_name, meta, actor=actor, store=store)
+
+
+# -------------------------------------------------------------- lifecycle
+
+def transition_version(version: ModelVersion, new_status: str, *, actor, reason: str = "", **evidence) -> ModelVersion:
+    """Move a version along TRANSITIONS with compare-and-set, and audit it."""
+    old_status = version.status
+    if new_status not in TRANSITIONS[old_status]:
+        raise IllegalTransition(
+            f"{version} cannot go from {old_status} to {new_status}",
+            from_state=old_status, to_state=new_status,
+        )
+    updated = ModelVersion.objects.filter(pk=version.pk, status=old_status).update(
+        status=new_status, status_reason=reason
+    )
+    if updated != 1:
+        current = ModelVersion.objects.get(pk=version.pk).status
+        raise IllegalTransition(
+            f"{version} changed to {current} while moving it to {new_status}; retry",
+            code="concurrent_change", from_state=current, to_state=new_status,
+        )
+    version.status, version.status_reason = new_status, reason
+    record_audit(actor, "version.status", model_name=version.model.name, version_number=version.number,
+                 from_state=old_status, to_state=new_status, reason=reason, **evidence)
+    return version
+
+
+def approve_version(version: ModelVersion, *, actor, reason: str) -> ModelVersion:
+    if version.status != VersionStatus.AWAITING_APPROVAL:
+        raise IllegalTransition(
+            f"{version} is {version.status}; only a version awaiting approval can be approved",
+            from_state=version.status, to_state=VersionStatus.APPROVED,
+        )
+    return transition_version(version, VersionStatus.APPROVED, actor=actor, reason=reason)
+
+
+def reject_version(version: ModelVersion, *, actor, reason: str) -> ModelVersion:
+    if not reason.strip():
+        raise InvalidInput("a rejection needs a reason", code="reason_required")
+    return transition_version(version, VersionStatus.REJECTED, actor=actor, reason=reason)
+
+
+# ----------------------------------------------------------------- aliases
+
+@transaction.atomic
+def move_alias(model: RegisteredModel, alias_name: str, version: ModelVersion | None, *, actor,
+               reason: str = "") -> Alias | None:
+    """Point `alias_name` at `version` (or remove it), atomically, with history."""
+    if version is not None and version.model_id != model.pk:
+        raise InvalidInput(f"{version} does not belong to model '{model.name}'")
+    alias = Alias.objects.select_for_update().filter(model=model, name=alias_name).first()
+    previous = alias.version if alias else None
+    if previous == version:
+        return alias
+    if version is None:
+        alias.delete()
+        alias = None
+    elif alias is None:
+        alias = Alias.objects.create(model=model, name=alias_name, version=version)
+    else:
+        alias.version = version
+        alias.save(update_fields=["version", "updated_at"])
+    AliasMove.objects.create(model=model, alias_name=alias_name, from_version=previous, to_version=version,
+                             actor=actor_name(actor), reason=reason)
+    record_audit(actor, "alias.moved", model_name=model.name,
+                 version_number=version.number if version else None,
+                 from_state=str(previous.number) if previous else "",
+                 to_state=str(version.number) if version else "", reason=reason, alias=alias_name)
+    return alias
+
+
+def alias_target(model: RegisteredModel, alias_name: str) -> ModelVersion | None:
+    alias = Alias.objects.select_related("version__blob", "version__model").filter(model=model, name=alias_name).first()
+    return alias.version if alias else None
+
+
+# ---------------------------------------------------------------- integrity
+
+@dataclass
+class VerificationReport:
+    ok: bool
+    digest: str
+    detail: str
+    signer: str = ""
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, "digest": self.digest, "detail": self.detail, "signer": self.signer}
+
+
+def verify_version(version: ModelVersion, store: BlobStore | None = None) -> VerificationReport:
+    """Re-hash the stored bytes and check the signature covers them."""
+    store = store or default_store()
+    actual = store.hash_stored(version.digest)
+    if actual != version.digest:
+        return VerificationReport(False, version.digest,
+                                  f"{version} (sha256:{version.digest}) is corrupt in storage: "
+                                  f"its bytes now hash to sha256:{actual}")
+    verified = signing.verify_bundle(version.signature_bundle, version.digest)
+    return VerificationReport(True, version.digest, f"{version} verifies: bytes and signature match",
+                              verified.signer)
+
+
+def read_verified_artifact(version: ModelVersion, store: BlobStore | None = None) -> bytes:
+    """The artifact's bytes, in memory, after checking signature and digest on exactly those bytes."""
+    store = store or default_store()
+    signing.verify_bundle(version.signature_bundle, version.digest)
+    try:
+        return store.read_verified(version.digest)
+    except IntegrityFailure as exc:
+        raise IntegrityFailure(f"{version}: {exc.detail}", code="artifact_tampered",
+                               version=str(version), digest=version.digest) from None
+
+
+# -------------------------------------------------------------- golden sets
+
+def register_golden_set(model: RegisteredModel, staged: StagedBlob, *, actor, description: str = "",
+                        make_default: bool = True, store: BlobStore | None = None) -> GoldenSet:
+    """Store, sign and describe a labelled .npz set; optionally make it the model's default."""
+    from registry.golden_sets import describe_golden_set
+
+    store = store or default_store()
+    try:
+        digest = staged.digest or staged.finish()
+        with open(staged.path, "rb") as fh:
+            summary = describe_golden_set(fh.read())
+        bundle = signing.sign_digest(digest, f"{model.name}-golden.npz")
+        staged.commit()
+    except BaseException:
+        staged.discard()
+        raise
+    try:
+        with transaction.atomic():
+            locked = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+            blob, _ = Blob.objects.get_or_create(digest=digest, defaults={"size": staged.size})
+            last = locked.golden_sets.order_by("-number").values_list("number", flat=True).first() or 0
+            golden = GoldenSet.objects.create(
+                model=locked, number=last + 1, blob=blob, num_examples=summary["num_examples"],
+                input_shape=summary["input_shape"], class_names=summary["class_names"],
+                description=description, signature_bundle=bundle,
+                signer=signing.active_public_key().name,
+                created_by=actor if getattr(actor, "pk", None) else None,
+            )
+            if make_default:
+                locked.default_golden_set = golden
+                locked.save(update_fields=["default_golden_set"])
+            record_audit(actor, "golden_set.registered", model_name=model.name, digest=digest,
+                         golden_set=golden.number, default=make_default)
+            return golden
+    except BaseException:
+        _drop_unreferenced_blob(store, digest)
+        raise
+
+
+def parse_json_field(raw, field: str, expect=dict):
+    if raw in (None, ""):
+        return None
+    if isinstance(raw, expect):
+        return raw
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise InvalidInput(f"'{field}' is not valid JSON", code="malformed_metadata") from None
+    if not isinstance(value, expect):
+        raise InvalidInput(f"'{field}' must be a JSON {expect.__name__}", code="malformed_metadata")
+    return value

@@ -1,0 +1,1 @@
+"""Rollouts: canary strategies, analysis from Prometheus, and the controller loop."""
