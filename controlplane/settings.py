@@ -74,9 +74,8 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Workers, the web server and the controller share the file: wait for locks.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
-if env_str("MLCP_TEST_DATABASE_NAME"):
-    # Lets tests hand the test database to server and worker processes they start.
-    DATABASES["default"]["TEST"] = {"NAME": env_str("MLCP_TEST_DATABASE_NAME")}
+    # A file, not memory, so tests can hand the test database to server and worker processes.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"

@@ -1,13 +1,15 @@
 """URL map: the REST API under /api/v1/, its schema, the web UI and the admin."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from registry.api import views as registry_views
 
-router = DefaultRouter(trailing_slash=True)
+# Both `versions/1/artifact` and `versions/1/artifact/` resolve: CI scripts write either.
+router = DefaultRouter()
+router.trailing_slash = "/?"
 router.register("models", registry_views.RegisteredModelViewSet, basename="model")
 router.register(r"models/(?P<model_name>[a-z0-9-]+)/versions", registry_views.ModelVersionViewSet,
                 basename="version")
@@ -17,7 +19,7 @@ router.register("audit", registry_views.AuditEventViewSet, basename="audit")
 
 api_v1 = [
     path("", include(router.urls)),
-    path("models/<slug:name>/aliases/<slug:alias>", registry_views.AliasView.as_view(), name="alias"),
+    re_path(r"^models/(?P<name>[a-z0-9-]+)/aliases/(?P<alias>[a-z0-9-]+)/?$", registry_views.AliasView.as_view(), name="alias"),
     path("signing-keys/", registry_views.SigningKeysView.as_view(), name="signing-keys"),
 ]
 

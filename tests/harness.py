@@ -72,15 +72,13 @@ def main() -> int:
     results = {}
     if args.db in ("sqlite", "both"):
         with tempfile.TemporaryDirectory(prefix="mlcp-test-") as data_dir:
-            env = dict(os.environ, MLCP_DATA_DIR=data_dir,
-                       MLCP_TEST_DATABASE_NAME=str(Path(data_dir) / "test.sqlite3"))
+            env = dict(os.environ, MLCP_DATA_DIR=data_dir)
             env.pop("DATABASE_URL", None)
             print("==> test suite on SQLite", flush=True)
             results["sqlite"] = _pytest(env, args.pytest_args)
     if args.db in ("postgres", "both"):
         with ThrowawayPostgres() as url, tempfile.TemporaryDirectory(prefix="mlcp-test-") as data_dir:
             env = dict(os.environ, MLCP_DATA_DIR=data_dir, DATABASE_URL=url)
-            env.pop("MLCP_TEST_DATABASE_NAME", None)
             # The SQLite run covers the storage-bound slow tests; they do not depend on the database.
             extra = ["-m", "not slow"] if args.db == "both" else []
             print("==> test suite on PostgreSQL", flush=True)

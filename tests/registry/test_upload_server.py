@@ -1,0 +1,97 @@
+"""Uploads through a real gunicorn server: constant memory, and nothing left by a failed upload."""
+
+import hashlib
+import socket
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import requests
+from requests_toolbelt import MultipartEncoder
+
+from controlplane.accounts import issue_token
+from controlplane.roles import Role
+from registry.models import Blob, ModelVersion, RegisteredModel
+from tests.factories import tiny_onnx, write_large_onnx
+from tests.support.servers import rss_high_water_kb
+from tests.support.webserver import gunicorn_server, worker_pids
+
+pytestmark = pytest.mark.django_db(transaction=True)
+GIB = 1024**3
+
+
+@pytest.fixture
+def ci_token(transactional_db):
+    RegisteredModel.objects.create(name="resnet")
+    return issue_token("ci-bot", Role.CI)
+
+
+def _post(base_url, token, path: Path, **fields):
+    with open(path, "rb") as fh:
+        encoder = MultipartEncoder({**fields, "artifact": (path.name, fh, "application/octet-stream")})
+        return requests.post(f"{base_url}/api/v1/models/resnet/versions/", data=encoder, timeout=900,
+                             headers={"Authorization": f"Token {token}", "Content-Type": encoder.content_type})
+
+
+def _wait_until_no_staging(artifact_dir: Path, deadline_s: float = 60) -> list[str]:
+    # The server finishes its side of an aborted request on its own schedule; wait for it, bounded.
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        left = [p.name for p in (artifact_dir / "staging").glob("*")]
+        if not left:
+            return []
+        time.sleep(0.2)
+    return left
+
+
+@pytest.mark.slow
+def test_one_gib_upload_keeps_server_memory_under_200_mb(ci_token, tmp_path, isolated_artifacts):
+    model_file = tmp_path / "large.onnx"
+    write_large_onnx(model_file, GIB)
+    digest = hashlib.sha256(model_file.read_bytes()).hexdigest()
+    with gunicorn_server() as (base_url, master):
+        response = _post(base_url, ci_token, model_file, sha256=digest)
+        peak_kb = rss_high_water_kb(worker_pids(master.pid)[0])
+    assert response.status_code == 201, response.text
+    assert response.json()["digest"] == digest
+    assert response.json()["size"] == model_file.stat().st_size >= GIB
+    print(f"server worker peak RSS during a {model_file.stat().st_size / GIB:.2f} GiB upload: {peak_kb / 1024:.0f} MiB")
+    assert peak_kb < 200 * 1024
+
+
+def test_client_gone_mid_upload_leaves_no_version_and_no_bytes(ci_token, tmp_path, isolated_artifacts):
+    model_file = tmp_path / "model.onnx"
+    write_large_onnx(model_file, 8 * 1024 * 1024)
+    encoder = MultipartEncoder({"artifact": ("model.onnx", model_file.read_bytes(), "application/octet-stream")})
+    body = encoder.to_string()
+    with gunicorn_server() as (base_url, _):
+        url = urlparse(base_url)
+        with socket.create_connection((url.hostname, url.port)) as sock:
+            sock.sendall((f"POST /api/v1/models/resnet/versions/ HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                          f"Authorization: Token {ci_token}\r\nContent-Type: {encoder.content_type}\r\n"
+                          f"Content-Length: {len(body)}\r\n\r\n").encode())
+            sock.sendall(body[: len(body) // 2])
+        leftover = _wait_until_no_staging(isolated_artifacts)
+        # The server is still healthy and the next upload works.
+        small = tmp_path / "small.onnx"
+        small.write_bytes(tiny_onnx())
+        after = _post(base_url, ci_token, small)
+    assert leftover == []
+    assert after.status_code == 201 and after.json()["number"] == 1
+    assert ModelVersion.objects.count() == 1
+    assert Blob.objects.count() == 1
+    assert [p.name for p in (isolated_artifacts / "sha256").rglob("*") if p.is_file()] == [after.json()["digest"]]
+
+
+def test_disk_full_is_507_and_stores_nothing(ci_token, tmp_path, isolated_artifacts):
+    """The server runs with RLIMIT_FSIZE of 16 MiB: a real kernel write failure stands in for a full disk."""
+    model_file = tmp_path / "large.onnx"
+    write_large_onnx(model_file, 32 * 1024 * 1024)
+    with gunicorn_server(file_size_limit=16 * 1024 * 1024) as (base_url, _):
+        response = _post(base_url, ci_token, model_file)
+    assert response.status_code == 507
+    assert response.json()["code"] == "storage_full"
+    assert ModelVersion.objects.count() == 0
+    assert Blob.objects.count() == 0
+    assert [p for p in isolated_artifacts.rglob("*") if p.is_file()] == []
