@@ -151,3 +151,10 @@ class GateResultSerializer(serializers.ModelSerializer):
         model = GateResult
         fields = ["gate", "position", "verdict", "summary", "metrics", "evidence", "device", "timings", "attempts",
                   "started_at", "finished_at"]
+
+
+class SigningKeySerializer(serializers.Serializer):
+    key_id = serializers.CharField(help_text="sha256 of the PEM; the `hint` in model-signing bundles")
+    name = serializers.CharField()
+    active = serializers.BooleanField()
+    pem = serializers.CharField()

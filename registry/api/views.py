@@ -95,6 +95,7 @@ class VersionFilter(filters.FilterSet):
 
 
 class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = ModelVersion.objects.none()  # the real one depends on the URL; this tells the schema the model
     serializer_class = s.ModelVersionSerializer
     lookup_field = "number"
     lookup_value_regex = r"\d+"
@@ -244,12 +245,15 @@ def _after_register(version) -> None:
 
 
 class SigningKeysView(APIView):
+    @extend_schema(responses=s.SigningKeySerializer(many=True))
     def get(self, request):
         return Response([{"key_id": k.key_id, "name": k.name, "active": k.active, "pem": k.pem}
                          for k in signing.trusted_keys()])
 
 
 class GoldenSetViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = GoldenSet.objects.none()
+    lookup_value_regex = r"\d+"
     serializer_class = s.GoldenSetSerializer
     lookup_field = "number"
     permission_classes = [ActionRoles]

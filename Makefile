@@ -1,0 +1,40 @@
+# mlcp: `make test` and `make demo` install what they need on a fresh Debian machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SYSTEM_PACKAGES := postgresql redis-server prometheus
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+DEMO_PORT ?= 8000
+
+.PHONY: test demo system-deps venv bench lint clean
+
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "==> installing system packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	@echo "==> creating $(VENV)"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU build of torch first: an unpinned resolve would pull gigabytes of CUDA wheels.
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: system-deps venv
+	$(PY) -m tests.harness --db both
+
+demo: system-deps venv
+	$(PY) manage.py demo --port $(DEMO_PORT)
+
+bench: venv
+	$(PY) bench/ingest_throughput.py
+	$(PY) bench/gate_throughput.py
+
+clean:
+	rm -rf $(VENV) data

@@ -1,0 +1,36 @@
+"""`manage.py createtoken USER --role ROLE` gives scripts a working token of that role."""
+
+import pytest
+from django.core.management import call_command
+from rest_framework.test import APIClient
+
+pytestmark = pytest.mark.django_db
+
+
+def _token(*args) -> str:
+    from io import StringIO
+
+    out = StringIO()
+    call_command("createtoken", *args, stdout=out)
+    return out.getvalue().strip()
+
+
+def test_createtoken_makes_a_user_whose_token_has_the_role():
+    token = _token("release-bot", "--role", "ci")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    assert client.post("/api/v1/models/", {"name": "mobilenet"}, format="json").status_code == 201
+    assert client.patch("/api/v1/models/mobilenet/", {"owner": "x"}, format="json").status_code == 403
+
+
+def test_createtoken_twice_returns_the_same_token_unless_rotated():
+    first = _token("bot", "--role", "viewer")
+    assert _token("bot", "--role", "viewer") == first
+    assert _token("bot", "--role", "viewer", "--rotate") != first
+
+
+def test_openapi_schema_is_served(db):
+    client = APIClient()
+    response = client.get("/api/schema/")
+    assert response.status_code == 200
+    assert b"/api/v1/models/{name}/versions/" in response.content or b"versions" in response.content
