@@ -1,5 +1,6 @@
 """The Celery app: gates run on the `gates` queue, configured from Django settings."""
 
+import logging
 import os
 
 from celery import Celery
@@ -13,7 +14,24 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     task_routes={"workers.tasks.*": {"queue": "gates"}},
+    broker_transport_options={"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))},
     task_default_queue="default",
     broker_connection_retry_on_startup=True,
 )
 app.autodiscover_tasks(["workers"])
+
+log = logging.getLogger(__name__)
+
+
+def queue_gates(version_id: int) -> None:
+    """Queue a version's gate pipeline by task name, so the web process never imports torch.
+
+    A broker outage must not fail the registration itself: the version stays
+    `registered` and `manage.py queuegates` queues it later.
+    """
+    try:
+        app.send_task("workers.tasks.start_pipeline", args=[version_id], retry=True,
+                      retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5})
+    except Exception as exc:  # kombu raises several unrelated types for "broker unreachable"
+        log.error("gates for version %s were not queued (%s: %s); it stays 'registered' until "
+                  "`manage.py queuegates` is run", version_id, type(exc).__name__, exc)

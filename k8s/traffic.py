@@ -1,0 +1,227 @@
+"""Traffic routers: how much of a model's traffic its canary gets.
+
+`TrafficRouter` is the narrow interface the rollout controller uses;
+`ReplicaRatioRouter` works on any cluster (the Service spreads requests over
+stable and canary pods), `HTTPRouteRouter` sets Gateway API backend weights.
+Both report the weights the cluster actually holds, so the controller can
+compare them with what the database wants on every tick.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from typing import Protocol
+
+from kubernetes.client.exceptions import ApiException
+
+from controlplane.errors import InvalidInput
+from k8s.canary import canary_name
+from k8s.client import Cluster
+from k8s.errors import CanaryWorkloadMissing, RouteMissing
+from k8s.patches import JSON_PATCH, guarded
+from k8s.workloads import DeploymentWorkloads
+
+HTTPROUTE_GROUP = "gateway.networking.k8s.io"
+HTTPROUTE_VERSION = "v1"
+HTTPROUTE_PLURAL = "httproutes"
+_DEFAULT_BACKEND_WEIGHT = 1  # Gateway API's default for a backendRef without one
+
+
+@dataclass(frozen=True)
+class RouteState:
+    """The stable and canary weights found in the cluster (replicas or route weights)."""
+
+    stable_weight: int
+    canary_weight: int
+
+    @property
+    def canary_percent(self) -> int:
+        """The canary's share of traffic, rounded to a whole percent."""
+        total = self.stable_weight + self.canary_weight
+        return round(100 * self.canary_weight / total) if total else 0
+
+
+class TrafficRouter(Protocol):
+    """Moves a model's traffic between its stable and canary workloads."""
+
+    def route(self, canary_percent: int) -> RouteState:
+        """Ensure the canary gets `canary_percent` (0-100) of traffic; returns what the cluster holds."""
+
+    def observe(self) -> RouteState:
+        """The split the cluster holds now, without changing it."""
+
+
+def split_replicas(total: int, canary_percent: int) -> tuple[int, int]:
+    """(stable, canary) replicas for `total` pods and a canary weight.
+
+    Rounds half up; a weight above 0 gives the canary at least one pod and a
+    weight below 100 leaves the stable at least one, so with `total` = 1 and a
+    weight strictly between 0 and 100 both run one pod (two in all).
+    """
+    _check_percent(canary_percent)
+    if total < 1:
+        raise InvalidInput(f"total replicas must be at least 1, not {total}", total=total)
+    if canary_percent == 0:
+        return total, 0
+    if canary_percent == 100:
+        return 0, total
+    if total == 1:
+        return 1, 1
+    canary = min(max(1, (total * canary_percent + 50) // 100), total - 1)
+    return total - canary, canary
+
+
+class ReplicaRatioRouter:
+    """Splits `total_replicas` pods between the stable and canary Deployments.
+
+    Needs a Service that selects both Deployments' pods (for example by
+    `app.kubernetes.io/name`, without the `mlcp.io/track` label).
+    """
+
+    def __init__(self, workloads: DeploymentWorkloads, namespace: str, stable_name: str,
+                 total_replicas: int) -> None:
+        self.workloads = workloads
+        self.namespace = namespace
+        self.stable_name = stable_name
+        self.total_replicas = total_replicas
+
+    def route(self, canary_percent: int) -> RouteState:
+        stable, canary = split_replicas(self.total_replicas, canary_percent)
+        current_canary = self.workloads.read_canary(self.namespace, self.stable_name)
+        if canary > 0 and current_canary is None:
+            raise CanaryWorkloadMissing(
+                f"No canary Deployment {self.namespace}/{canary_name(self.stable_name)} "
+                "to route traffic to: ensure the canary first",
+                namespace=self.namespace, name=canary_name(self.stable_name))
+
+        def scale_stable():
+            self.workloads.scale(self.namespace, self.stable_name, stable)
+
+        def scale_canary():
+            if canary:
+                self.workloads.scale(self.namespace, canary_name(self.stable_name), canary)
+            else:  # also when there is no canary at all
+                self.workloads.scale_canary_to_zero(self.namespace, self.stable_name)
+
+        # Grow the side gaining traffic before shrinking the other, so serving
+        # capacity never dips while the split moves.
+        gaining_canary = current_canary is None or canary >= current_canary.replicas
+        for step in (scale_canary, scale_stable) if gaining_canary else (scale_stable, scale_canary):
+            step()
+        return self.observe()
+
+    def observe(self) -> RouteState:
+        stable = self.workloads.read_stable(self.namespace, self.stable_name)
+        canary = self.workloads.read_canary(self.namespace, self.stable_name)
+        return RouteState(stable.replicas, canary.replicas if canary else 0)
+
+
+class HTTPRouteRouter:
+    """Sets the weights of the stable and canary Services in a Gateway API HTTPRoute.
+
+    Every rule that sends traffic to the stable Service gets both weights; a
+    rule without a canary backendRef gets one, copied from the stable's.
+    """
+
+    def __init__(self, cluster: Cluster, namespace: str, route_name: str, stable_service: str,
+                 canary_service: str) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.route_name = route_name
+        self.stable_service = stable_service
+        self.canary_service = canary_service
+
+    def route(self, canary_percent: int) -> RouteState:
+        _check_percent(canary_percent)
+
+        def ensure() -> dict:
+            route = self._read()
+            ops = self._weight_ops(route, 100 - canary_percent, canary_percent)
+            if not ops:
+                return route
+            return self._patch(guarded(ops, route["metadata"].get("resourceVersion")))
+
+        return self._state(self.cluster.call(
+            f"set weights on httproute {self.namespace}/{self.route_name}", ensure,
+            namespace=self.namespace, name=self.route_name))
+
+    def observe(self) -> RouteState:
+        return self._state(self.cluster.call(
+            f"read httproute {self.namespace}/{self.route_name}", self._read,
+            namespace=self.namespace, name=self.route_name))
+
+    def _weight_ops(self, route: dict, stable_weight: int, canary_weight: int) -> list[dict]:
+        ops: list[dict] = []
+        for rule_index, refs in self._rules_with_stable(route):
+            stable_index = self._find(refs, self.stable_service)
+            canary_index = self._find(refs, self.canary_service)
+            base = f"/spec/rules/{rule_index}/backendRefs"
+            if refs[stable_index].get("weight", _DEFAULT_BACKEND_WEIGHT) != stable_weight:
+                ops.append({"op": "add", "path": f"{base}/{stable_index}/weight",
+                            "value": stable_weight})
+            if canary_index is None:
+                canary_ref = copy.deepcopy(refs[stable_index])
+                canary_ref.update(name=self.canary_service, weight=canary_weight)
+                ops.append({"op": "add", "path": f"{base}/-", "value": canary_ref})
+            elif refs[canary_index].get("weight", _DEFAULT_BACKEND_WEIGHT) != canary_weight:
+                ops.append({"op": "add", "path": f"{base}/{canary_index}/weight",
+                            "value": canary_weight})
+        return ops
+
+    def _state(self, route: dict) -> RouteState:
+        _, refs = self._rules_with_stable(route)[0]
+        stable = refs[self._find(refs, self.stable_service)]
+        canary_index = self._find(refs, self.canary_service)
+        canary_weight = 0 if canary_index is None else \
+            refs[canary_index].get("weight", _DEFAULT_BACKEND_WEIGHT)
+        return RouteState(stable.get("weight", _DEFAULT_BACKEND_WEIGHT), canary_weight)
+
+    def _rules_with_stable(self, route: dict) -> list[tuple[int, list[dict]]]:
+        rules = [(index, rule.get("backendRefs") or [])
+                 for index, rule in enumerate((route.get("spec") or {}).get("rules") or [])]
+        found = [(index, refs) for index, refs in rules
+                 if self._find(refs, self.stable_service) is not None]
+        if not found:
+            raise RouteMissing(
+                f"HTTPRoute {self.namespace}/{self.route_name} has no rule with a backendRef "
+                f"to Service {self.stable_service}", namespace=self.namespace,
+                name=self.route_name, service=self.stable_service)
+        return found
+
+    @staticmethod
+    def _find(refs: list[dict], service: str) -> int | None:
+        for index, ref in enumerate(refs):
+            if (ref.get("name") == service and ref.get("kind", "Service") == "Service"
+                    and ref.get("group", "") == ""):
+                return index
+        return None
+
+    def _read(self) -> dict:
+        try:
+            response = self.cluster.custom.get_namespaced_custom_object(
+                HTTPROUTE_GROUP, HTTPROUTE_VERSION, self.namespace, HTTPROUTE_PLURAL,
+                self.route_name, _preload_content=False,
+                _request_timeout=self.cluster.request_timeout)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise RouteMissing(
+                    f"HTTPRoute {self.namespace}/{self.route_name} does not exist",
+                    namespace=self.namespace, name=self.route_name) from exc
+            raise
+        return json.loads(response.data)
+
+    def _patch(self, ops: list[dict]) -> dict:
+        response = self.cluster.custom.patch_namespaced_custom_object(
+            HTTPROUTE_GROUP, HTTPROUTE_VERSION, self.namespace, HTTPROUTE_PLURAL, self.route_name,
+            ops, _content_type=JSON_PATCH, _preload_content=False,
+            _request_timeout=self.cluster.request_timeout)
+        return json.loads(response.data)
+
+
+def _check_percent(canary_percent: int) -> None:
+    if not isinstance(canary_percent, int) or isinstance(canary_percent, bool) \
+            or not 0 <= canary_percent <= 100:
+        raise InvalidInput(f"canary weight must be a whole percent 0-100, not {canary_percent!r}",
+                           canary_percent=canary_percent)

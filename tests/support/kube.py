@@ -1,0 +1,222 @@
+"""A real Kubernetes API emulator on loopback for tests, with fault injection.
+
+`start_kube_emulator()` runs a kmock `KubernetesEmulator` as an HTTP server on a
+free 127.0.0.1 port in a background thread; tests drive it with the official
+`kubernetes` client, so requests go through real HTTP, JSON and the client's
+(de)serialisation. `KubeEmulator.fail_next()` makes the next N API requests fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import attrs
+import kmock
+from kubernetes import client as kube
+
+from k8s.client import build_api_client
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected failure: the HTTP status and Kubernetes reason to answer with."""
+
+    status: int
+    reason: str
+    methods: frozenset[str] | None = None  # None: any method
+
+    def applies_to(self, method: str) -> bool:
+        return self.methods is None or method.upper() in self.methods
+
+
+@attrs.define(kw_only=True)
+class _FaultyEmulator(kmock.KubernetesEmulator):
+    """kmock's emulator with injected faults and the API server's bookkeeping.
+
+    On top of kmock it stamps `metadata.resourceVersion` on every write, bumps
+    `metadata.generation` when `spec` changes, and answers 409 to a write that
+    carries a stale resourceVersion, as a real API server does.
+    """
+
+    # Faults are checked before the emulator touches its store: a kmock reaction
+    # would answer 500/409 only after the write had already been applied, which a
+    # real API server never does, and would make retry tests pass for the wrong reason.
+    faults: collections.deque = attrs.field(factory=collections.deque)
+    faults_lock: threading.Lock = attrs.field(factory=threading.Lock)
+    last_resource_version: int = 0
+
+    async def _handle(self, request):
+        if request.resource is not None:
+            fault = self._take_fault(str(request.method.value))
+            if fault is not None:
+                raise kmock.KubernetesError(
+                    status=fault.status, reason=fault.reason,
+                    message=f"injected fault: {fault.status} {fault.reason}",
+                    details={"injected": True},
+                )
+            if request.action == kmock.action.UPDATE:
+                self._check_resource_version(request)
+        return await super()._handle(request)
+
+    async def _serve_create(self, request):
+        name = request.name or (request.data.get("metadata") or {}).get("name")
+        namespace = request.namespace or (request.data.get("metadata") or {}).get("namespace")
+        self._stamp(self.objects[request.resource, namespace, name])
+        return await super()._serve_create(request)
+
+    async def _serve_update(self, request):
+        self._stamp(self.objects[request.resource, request.namespace, request.name])
+        return await super()._serve_update(request)
+
+    def _check_resource_version(self, request) -> None:
+        if isinstance(request.data, list):  # JSON patch
+            wanted = next((op.get("value") for op in request.data
+                           if op.get("path") == "/metadata/resourceVersion"), None)
+        else:
+            wanted = ((request.data or {}).get("metadata") or {}).get("resourceVersion")
+        key = (request.resource, request.namespace, request.name)
+        if wanted is None or key not in self.objects or self.objects[key].deleted:
+            return
+        current = (self.objects[key].raw.get("metadata") or {}).get("resourceVersion")
+        if current is not None and current != wanted:
+            raise kmock.KubernetesError(
+                status=409, reason="Conflict",
+                message="the object has been modified; please apply your changes "
+                        "to the latest version and try again")
+
+    def _stamp(self, obj) -> None:
+        # `.raw` is a shallow copy of the stored version: its nested dicts are
+        # the stored ones, so this edits the version just written in place.
+        raw = obj.raw
+        metadata = raw.setdefault("metadata", {})
+        versions = [v for v in obj.history if v is not None]
+        previous = versions[-2].raw if len(versions) >= 2 else None
+        generation = (previous or {}).get("metadata", {}).get("generation", 0)
+        if previous is None or previous.get("spec") != raw.get("spec"):
+            generation += 1
+        self.last_resource_version += 1
+        metadata["resourceVersion"] = str(self.last_resource_version)
+        metadata["generation"] = generation
+
+    def _take_fault(self, method: str) -> Fault | None:
+        with self.faults_lock:
+            for index, fault in enumerate(self.faults):
+                if fault.applies_to(method):
+                    del self.faults[index]
+                    return fault
+        return None
+
+
+class KubeEmulator:
+    """A running emulator: its URL, a client factory, its objects and requests."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stopping: asyncio.Event | None = None
+        self._startup_error: BaseException | None = None
+        self._handler: _FaultyEmulator | None = None
+        self.url = ""
+        self._thread = threading.Thread(target=self._run, name="kube-emulator", daemon=True)
+
+    def start(self) -> "KubeEmulator":
+        self._thread.start()
+        if not self._ready.wait(timeout=10):
+            raise RuntimeError("the Kubernetes emulator did not start within 10 s")
+        if self._startup_error is not None:
+            raise RuntimeError("the Kubernetes emulator failed to start") from self._startup_error
+        return self
+
+    def stop(self) -> None:
+        if self._stopping is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stopping.set)
+            self._thread.join(timeout=10)
+
+    def api_client(self) -> kube.ApiClient:
+        """A fresh `ApiClient` for this emulator, built the way production builds one."""
+        return build_api_client(host=self.url)
+
+    # --- fault injection -------------------------------------------------
+
+    def fail_next(self, count: int, *, status: int = 500, reason: str = "InternalError",
+                  methods: tuple[str, ...] | None = None) -> None:
+        """Answer the next `count` API requests (optionally only these HTTP methods) with `status`."""
+        fault = Fault(status, reason, frozenset(m.upper() for m in methods) if methods else None)
+        with self.handler.faults_lock:
+            self.handler.faults.extend([fault] * count)
+
+    def clear_faults(self) -> None:
+        with self.handler.faults_lock:
+            self.handler.faults.clear()
+
+    def pending_faults(self) -> int:
+        with self.handler.faults_lock:
+            return len(self.handler.faults)
+
+    # --- state, read and written on the server's own loop -----------------
+
+    def object(self, resource: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The stored object as a plain dict, or None if absent or deleted."""
+        def read():
+            key = (kmock.resource(resource), namespace, name)
+            if key not in self.handler.objects or self.handler.objects[key].deleted:
+                return None
+            return self.handler.objects[key].raw
+        return self._on_loop(read)
+
+    def versions(self, resource: str, namespace: str, name: str) -> int:
+        """How many versions the emulator stored for the object (each write adds one)."""
+        return self._on_loop(lambda: len(self.handler.objects[resource, namespace, name].history))
+
+    def patch_object(self, resource: str, namespace: str, name: str, changes: dict) -> None:
+        """Change a stored object directly, as a cluster controller would (e.g. status)."""
+        self._on_loop(lambda: self.handler.objects[resource, namespace, name].patch(changes))
+
+    def requests(self) -> list[tuple[str, str, str | None, str | None, str | None, dict]]:
+        """(method, group, plural, subresource, name, query) of every API request so far."""
+        def read():
+            return [
+                (str(r.method.value), r.resource.group, r.resource.plural, r.subresource, r.name,
+                 dict(r.params))
+                for r in self.handler if r.resource is not None
+            ]
+        return self._on_loop(read)
+
+    @property
+    def handler(self) -> _FaultyEmulator:
+        if self._handler is None:
+            raise RuntimeError("the emulator is not running")
+        return self._handler
+
+    def _on_loop(self, fn):
+        async def call():
+            return fn()
+        return asyncio.run_coroutine_threadsafe(call(), self._loop).result(timeout=10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._serve())
+        except BaseException as exc:  # reported to start() instead of dying silently
+            self._startup_error = exc
+            self._ready.set()
+        finally:
+            self._loop.close()
+
+    async def _serve(self) -> None:
+        self._stopping = asyncio.Event()
+        handler = _FaultyEmulator()
+        async with handler, kmock.Server(handler, host="127.0.0.1") as server:
+            self._handler = handler
+            self.url = f"http://127.0.0.1:{server.port}"
+            self._ready.set()
+            await self._stopping.wait()
+
+
+def start_kube_emulator() -> KubeEmulator:
+    """Start an emulator on a free loopback port; call `.stop()` when done."""
+    return KubeEmulator().start()
