@@ -14,10 +14,12 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     task_routes={"workers.tasks.*": {"queue": "gates"}},
-    broker_transport_options={"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))},
     task_default_queue="default",
     broker_connection_retry_on_startup=True,
 )
+if not app.conf.broker_url.startswith("filesystem"):
+    # How soon a gate whose worker died unacknowledged is handed to another worker.
+    app.conf.broker_transport_options = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))}
 app.autodiscover_tasks(["workers"])
 
 log = logging.getLogger(__name__)

@@ -126,6 +126,14 @@ MLCP_TRUSTED_KEY_FILES = env_list("MLCP_TRUSTED_KEY_FILES", [])
 MLCP_PUBLIC_URL = env_str("MLCP_PUBLIC_URL", "http://127.0.0.1:8000")
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+if CELERY_BROKER_URL == "filesystem://":
+    # The demo's broker: kombu's filesystem transport, a folder instead of a Redis server.
+    _broker_dir = DATA_DIR / "broker"
+    (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": str(_broker_dir), "data_folder_out": str(_broker_dir),
+                                       "processed_folder": str(_broker_dir / "processed"),
+                                       "control_folder": str(_broker_dir / "control"),
+                                       "store_processed": False}
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", None)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 
 from controlplane.errors import IllegalTransition, IntegrityFailure, InvalidInput, NotFound
-from registry import signing
+from registry import pipeline, signing
 from registry.choices import TRANSITIONS, ArtifactFormat, SignatureSource, VersionStatus
 from registry.models import Alias, AliasMove, AuditEvent, Blob, GoldenSet, ModelVersion, RegisteredModel
 from registry.onnx_graph import read_onnx_signature
@@ -148,6 +148,7 @@ def _create_version_row(model, digest, size, artifact_name, meta, graph, bundle,
     record_audit(actor, "version.registered", model_name=model.name, version_number=version.number,
                  to_state=version.status, digest=digest, size=size, signer=verified.signer,
                  signature_source=source)
+    pipeline.version_registered(version)
     return version
 
 

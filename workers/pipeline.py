@@ -141,6 +141,9 @@ def _quantization(version: ModelVersion, model_bytes: bytes, policy: dict) -> Ga
     golden_row, golden = _golden_set_of(version)
     result = quantize_int8(model_bytes, golden, policy)
     outcome = result.outcome
+    outcome.evidence["golden_set"] = golden_row.number
+    if result.int8_bytes is None:
+        return outcome
     derived = ModelVersion.objects.filter(parent=version, derivation=INT8_DERIVATION).first()
     if derived is None:
         derived = services.ingest_bytes(
@@ -152,7 +155,6 @@ def _quantization(version: ModelVersion, model_bytes: bytes, policy: dict) -> Ga
         )
     outcome.evidence["derived_version"] = derived.number
     outcome.evidence["derived_digest"] = derived.digest
-    outcome.evidence["golden_set"] = golden_row.number
     return outcome
 
 

@@ -149,7 +149,6 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
                                               bundle_json=bundle_json)
         finally:
             discard_all(getattr(request._request, "mlcp_staged_blobs", []))
-        _after_register(version)
         return Response(s.ModelVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=s.ReasonSerializer, responses=s.ModelVersionSerializer)
@@ -235,13 +234,6 @@ def _stream_blob(request, version):
     if match:
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
     return response
-
-
-def _after_register(version) -> None:
-    """Hook for the gate pipeline; replaced when workers are wired in."""
-    from registry import pipeline
-
-    pipeline.version_registered(version)
 
 
 class SigningKeysView(APIView):

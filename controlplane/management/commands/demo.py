@@ -1,0 +1,132 @@
+"""`manage.py demo` (what `make demo` runs): a working mlcp on embedded defaults.
+
+It migrates a SQLite database, creates an admin and a token per role, trains
+a small ResNet-style digits classifier, registers it with its golden set,
+runs its gates on a Celery worker (kombu's filesystem broker, no Redis
+needed), prints the evidence, and leaves the web UI and API up.
+"""
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from controlplane.accounts import issue_token
+from controlplane.roles import Role
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+class Command(BaseCommand):
+    help = "Set up a demo mlcp on embedded defaults and leave the server running."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--no-serve", action="store_true", help="stop after the gates (for tests)")
+        parser.add_argument("--gate-timeout", type=float, default=900)
+
+    def handle(self, port, no_serve, gate_timeout, **options):
+        if settings.CELERY_BROKER_URL != "filesystem://" or settings.SESSION_COOKIE_SECURE:
+            # Plain http on loopback: no Redis needed, and cookies that a browser sends over http.
+            env = dict(os.environ, CELERY_BROKER_URL="filesystem://", SESSION_COOKIE_SECURE="false",
+                       CSRF_COOKIE_SECURE="false")
+            os.execve(sys.executable, [sys.executable, str(ROOT / "manage.py"), "demo", "--port", str(port),
+                                       "--gate-timeout", str(gate_timeout)] + (["--no-serve"] if no_serve else []),
+                      env)
+        self._step("migrating the database")
+        call_command("migrate", verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
+        password = self._admin()
+        tokens = {role.value: issue_token(f"demo-{role.value}", role) for role in Role}
+
+        worker = self._start_worker()
+        try:
+            version = self._register_model()
+            self._wait_for_gates(version, gate_timeout)
+            if no_serve:
+                return
+            self._serve(port, password, tokens)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
+
+    def _step(self, text):
+        self.stdout.write(self.style.MIGRATE_HEADING(f"==> {text}"))
+
+    def _admin(self) -> str:
+        password_file = settings.DATA_DIR / "demo-admin-password"
+        if not password_file.exists():
+            password_file.write_text(secrets.token_urlsafe(12))
+        password = password_file.read_text().strip()
+        user, _ = get_user_model().objects.get_or_create(username="admin")
+        user.is_staff = user.is_superuser = True
+        user.set_password(password)
+        user.save()
+        return password
+
+    def _start_worker(self) -> subprocess.Popen:
+        self._step("starting a Celery worker for the gates queue")
+        return subprocess.Popen([sys.executable, "-m", "celery", "-A", "controlplane", "worker", "-Q", "gates,default",
+                                 "--concurrency", "1", "--loglevel", "WARNING", "--pool", "solo"], cwd=ROOT,
+                                env=dict(os.environ))
+
+    def _register_model(self):
+        from registry import services
+        from registry.models import RegisteredModel
+        from registry.storage import default_store
+        from workers.reference_models import build_reference_model, golden_set_npz_bytes
+
+        self._step("training a ResNet-style classifier on sklearn's digits (cached after the first run)")
+        reference = build_reference_model("resnet")
+        model, _ = RegisteredModel.objects.get_or_create(
+            name="digits-resnet", defaults={"description": "ResNet-style classifier of 8x8 handwritten digits",
+                                            "class_labels": [str(i) for i in range(10)], "owner": "demo"})
+        if model.default_golden_set is None:
+            staged = default_store().stage()
+            staged.write(golden_set_npz_bytes())
+            services.register_golden_set(model, staged, actor="demo", description="held-out digits")
+        self._step(f"registering it (golden-set accuracy {reference.accuracy:.3f})")
+        version = services.ingest_bytes(model, reference.onnx_bytes, "digits-resnet.onnx",
+                                        services.VersionMetadata(tags={"arch": "resnet", "source": "demo"}),
+                                        actor="demo")
+        return version  # its gates were queued when the registration committed
+
+    def _wait_for_gates(self, version, timeout):
+        self._step(f"running the gates of {version}")
+        deadline = time.monotonic() + timeout
+        self._wait_until_gated(version, deadline)
+        for derived in version.derived.all():
+            self._step(f"running the gates of its derived {derived.derivation} version {derived}")
+            self._wait_until_gated(derived, deadline)
+
+    def _wait_until_gated(self, version, deadline):
+        from registry.choices import VersionStatus
+
+        while time.monotonic() < deadline:
+            version.refresh_from_db()
+            if version.status not in (VersionStatus.REGISTERED, VersionStatus.GATING) or (
+                    version.status == VersionStatus.REGISTERED and version.status_reason):
+                break
+            time.sleep(1)
+        for result in version.gate_results.order_by("position"):
+            self.stdout.write(f"    {result.gate:<13} {result.verdict:<6} {result.device:<22} {result.summary}")
+        self.stdout.write(self.style.SUCCESS(f"    {version}: {version.status} ({version.status_reason})"))
+
+    def _serve(self, port, password, tokens):
+        base = f"http://127.0.0.1:{port}"
+        self._step("mlcp is up")
+        self.stdout.write(f"    web UI / admin:  {base}/admin/   (login admin / {password})")
+        self.stdout.write(f"    API:             {base}/api/v1/   docs: {base}/api/docs/")
+        for role, token in tokens.items():
+            self.stdout.write(f"    token {role:<9} {token}")
+        self.stdout.write(f"    try: MLCP_URL={base} MLCP_TOKEN={tokens['viewer']} .venv/bin/mlcp versions digits-resnet")
+        self.stdout.write("    Ctrl-C stops it.")
+        subprocess.call([sys.executable, "-m", "gunicorn", "controlplane.wsgi", "--bind", f"127.0.0.1:{port}",
+                         "--workers", "2", "--timeout", "600"], cwd=ROOT, env=dict(os.environ))

@@ -1,0 +1,51 @@
+"""The shape every analysis check returns: a verdict, one sentence saying
+why, and the numbers that decided it, ready to be stored as evidence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from datetime import timedelta
+
+
+class Verdict(enum.StrEnum):
+    """What a check concluded. Inconclusive holds a rollout; it never promotes."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckResult:
+    """Base of every check's result; subclasses add the deciding numbers as fields."""
+
+    verdict: Verdict
+    reason: str
+
+    def evidence(self) -> dict:
+        """All fields as plain JSON values (NaN and infinities become None)."""
+        return to_json_value(dataclasses.asdict(self))
+
+
+def to_json_value(value):
+    """Turn nested dataclass dicts, tuples, enums and floats into strict JSON values."""
+    if isinstance(value, dict):
+        return {str(k): to_json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_value(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_json_value(dataclasses.asdict(value))
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars
+        return to_json_value(value.item())
+    return value

@@ -1,0 +1,148 @@
+"""The gate pipeline end to end: a real Redis, a real Celery worker process, real trained models."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from controlplane.celery import app as celery_app
+from registry import services
+from registry.choices import VersionStatus
+from registry.models import GateResult, ModelVersion, RegisteredModel
+from registry.storage import default_store
+from tests.support.webserver import server_env
+from workers.pipeline import INT8_DERIVATION
+from workers.reference_models import build_reference_model, golden_set_npz_bytes
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+BROKEN_CLASS = 3
+SETTLED = {VersionStatus.AWAITING_APPROVAL, VersionStatus.APPROVED, VersionStatus.REJECTED}
+
+
+@pytest.fixture
+def broker(redis_url):
+    previous = celery_app.conf.broker_url
+    _point_celery_at(redis_url)
+    yield redis_url
+    _point_celery_at(previous)
+
+
+def _point_celery_at(url: str) -> None:
+    # The web side publishes through a connection pool built for the old URL: drop it.
+    celery_app.conf.broker_url = url
+    if celery_app._pool is not None:
+        celery_app._pool.force_close_all()
+        celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
+@contextmanager
+def celery_worker(broker_url: str):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "controlplane", "worker", "-Q", "gates,default", "--pool", "solo",
+         "--concurrency", "1", "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip",
+         "--without-mingle"],
+        cwd=ROOT, env=server_env(CELERY_BROKER_URL=broker_url, CELERY_VISIBILITY_TIMEOUT="5"),
+        start_new_session=True,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=60)
+
+
+def _wait_for(predicate, what: str, deadline_s: float = 300):
+    # Bounded waiting for another process; the bound is generous and never a speed assertion.
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def _settled(version: ModelVersion) -> ModelVersion:
+    def check():
+        version.refresh_from_db()
+        return version.status in SETTLED and version
+    return _wait_for(check, f"{version} to leave gating")
+
+
+@pytest.fixture
+def digits_model(transactional_db):
+    model = RegisteredModel.objects.create(name="digits", class_labels=[str(i) for i in range(10)])
+    staged = default_store().stage()
+    staged.write(golden_set_npz_bytes())
+    services.register_golden_set(model, staged, actor="test")
+    return RegisteredModel.objects.get(pk=model.pk)
+
+
+def _register(model, reference, name="digits.onnx") -> ModelVersion:
+    return services.ingest_bytes(model, reference.onnx_bytes, name, services.VersionMetadata(), actor="ci")
+
+
+def test_good_model_passes_every_gate_and_its_int8_version_is_signed(broker, digits_model):
+    with celery_worker(broker):
+        version = _settled(_register(digits_model, build_reference_model("resnet")))
+        assert version.status == VersionStatus.AWAITING_APPROVAL, version.status_reason
+        results = {r.gate: r for r in version.gate_results.all()}
+        assert {g: r.verdict for g, r in results.items()} == {
+            "validation": "pass", "quantization": "pass", "golden_set": "pass"}
+        assert results["validation"].device in ("CPUExecutionProvider", "CUDAExecutionProvider")
+        derived = ModelVersion.objects.get(parent=version, derivation=INT8_DERIVATION)
+        assert results["quantization"].evidence["derived_version"] == derived.number
+        assert services.verify_version(derived).ok
+        derived = _settled(derived)
+        assert set(derived.gate_results.values_list("gate", flat=True)) == {"validation", "golden_set"}
+
+
+def test_regressed_model_is_rejected_by_the_golden_set_naming_the_broken_class(broker, digits_model):
+    good = build_reference_model("resnet")
+    broken = build_reference_model("resnet", broken_class=BROKEN_CLASS)
+    assert abs(good.accuracy - broken.accuracy) < 0.15  # overall accuracy alone would not catch it
+    production = _register(digits_model, good, "good.onnx")
+    for status in (VersionStatus.GATING, VersionStatus.AWAITING_APPROVAL, VersionStatus.APPROVED,
+                   VersionStatus.DEPLOYED):
+        services.transition_version(production, status, actor="test")
+    services.move_alias(digits_model, "production", production, actor="test")
+    GateResult.objects.filter(version=production).delete()
+    celery_app.control.purge()  # production's own gates were queued at registration; it is set up by hand here
+    with celery_worker(broker):
+        version = _settled(_register(digits_model, broken, "regressed.onnx"))
+    assert version.status == VersionStatus.REJECTED
+    golden = version.gate_results.get(gate="golden_set")
+    assert golden.verdict == "fail"
+    assert "golden_set gate failed" in version.status_reason
+    assert f"'{BROKEN_CLASS}'" in golden.summary or f"class {BROKEN_CLASS}" in golden.summary
+    assert golden.evidence["production_version"] == production.number
+    assert str(BROKEN_CLASS) in json.dumps(golden.evidence)
+
+
+def test_worker_killed_mid_gate_reruns_it_to_exactly_one_result(broker, digits_model):
+    # Enough timed iterations that validation is still running when the worker is killed.
+    digits_model.gate_policy = {"gates": ["validation"], "validation": {"timed_iterations": 20000}}
+    digits_model.save()
+    with celery_worker(broker) as first:
+        version = _register(digits_model, build_reference_model("mobilenet"))
+        # The worker runs at most one gate at a time; wait for this version's validation to be mid-run.
+        _wait_for(lambda: GateResult.objects.filter(version=version, gate="validation", verdict="running").exists(),
+                  "validation to start")
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert GateResult.objects.get(version=version, gate="validation").verdict == "running"
+    with celery_worker(broker):
+        version = _settled(version)
+    results = list(GateResult.objects.filter(version=version))
+    assert [(r.gate, r.verdict) for r in results] == [("validation", "pass")]
+    assert results[0].attempts == 2
