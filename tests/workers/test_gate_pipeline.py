@@ -9,7 +9,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import kombu.pools
 import pytest
+import redis
 from django.conf import settings
 
 from controlplane.celery import app as celery_app
@@ -27,21 +29,25 @@ BROKEN_CLASS = 3
 SETTLED = {VersionStatus.AWAITING_APPROVAL, VersionStatus.APPROVED, VersionStatus.REJECTED}
 
 
-@pytest.fixture
-def broker(redis_url):
-    previous = celery_app.conf.broker_url
-    _point_celery_at(redis_url)
-    yield redis_url
-    _point_celery_at(previous)
-
-
-def _point_celery_at(url: str) -> None:
-    # The web side publishes through a connection pool built for the old URL: drop it.
-    celery_app.conf.broker_url = url
+@pytest.fixture(scope="session")
+def celery_on_test_redis(redis_url):
+    """Point this process's Celery app at the test Redis once for the session."""
+    celery_app.conf.broker_url = redis_url
     if celery_app._pool is not None:
         celery_app._pool.force_close_all()
         celery_app._pool = None
     celery_app.amqp._producer_pool = None
+    kombu.pools.reset()  # pools cached for the old URL must not be reused
+    return redis_url
+
+
+@pytest.fixture
+def broker(celery_on_test_redis):
+    # Each test starts on an empty broker: messages left by an earlier test's versions must not
+    # reach this test's worker (the database reuses their ids).
+    redis.Redis.from_url(celery_on_test_redis).flushdb()
+    yield celery_on_test_redis
+    redis.Redis.from_url(celery_on_test_redis).flushdb()
 
 
 @contextmanager
@@ -75,7 +81,8 @@ def _wait_for(predicate, what: str, deadline_s: float = 300):
 def _settled(version: ModelVersion) -> ModelVersion:
     def check():
         version.refresh_from_db()
-        return version.status in SETTLED and version
+        errored = version.status == VersionStatus.REGISTERED and version.status_reason
+        return (version.status in SETTLED or errored) and version
     return _wait_for(check, f"{version} to leave gating")
 
 
