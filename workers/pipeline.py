@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from controlplane.errors import MlcpError
 from registry import services
-from registry.choices import VersionStatus
+from registry.choices import ArtifactFormat, VersionStatus
 from registry.models import GateResult, GateVerdict, ModelVersion
 from workers.gates.outcome import GateOutcome
 from workers.gates.policy import resolve_gate_policy
@@ -24,10 +24,18 @@ from workers.gates.policy import resolve_gate_policy
 log = logging.getLogger(__name__)
 DECIDED = {GateVerdict.PASS, GateVerdict.FAIL}
 INT8_DERIVATION = "int8-static-qdq"
+CONVERTED_DERIVATION = "onnx-from-pt2"
 
 
 def gates_for(version: ModelVersion, policy: dict) -> list[str]:
-    """The policy's gates; a derived int8 version is not quantized again."""
+    """The policy's gates; a derived int8 version is not quantized again.
+
+    A .pt2 program only goes through validation, which converts it to ONNX
+    and registers the conversion as a derived version: that ONNX version,
+    the artifact that ships, carries the remaining gates.
+    """
+    if version.format == ArtifactFormat.TORCH_EXPORT:
+        return ["validation"] if "validation" in policy["gates"] else []
     gates = list(policy["gates"])
     if version.derivation == INT8_DERIVATION and "quantization" in gates:
         gates.remove("quantization")
@@ -118,7 +126,39 @@ def _validation(version: ModelVersion, model_bytes: bytes, policy: dict) -> Gate
     from workers.gates.validation import run_validation
 
     declared = version.graph_info.get("declared_signature")
-    return run_validation(model_bytes, declared_signature=declared, policy=policy)
+    if version.format != ArtifactFormat.TORCH_EXPORT:
+        return run_validation(model_bytes, declared_signature=declared, policy=policy)
+    converted, parity = _convert_pt2(version, model_bytes, policy)
+    if converted is None:
+        return GateOutcome(gate="validation", verdict="fail", summary=parity["summary"], evidence={"parity": parity})
+    outcome = run_validation(services.read_verified_artifact(converted), declared_signature=declared, policy=policy)
+    outcome.evidence.update(parity=parity, converted_version=converted.number, converted_digest=converted.digest)
+    outcome.summary = f"Converted to ONNX as {converted} with matching outputs. {outcome.summary}"
+    return outcome
+
+
+def _convert_pt2(version: ModelVersion, pt2_bytes: bytes, policy: dict):
+    """The registered ONNX conversion of a .pt2 version (made once), or (None, why) on a parity failure."""
+    existing = ModelVersion.objects.filter(parent=version, derivation=CONVERTED_DERIVATION).first()
+    if existing is not None:
+        return existing, existing.graph_info.get("parity", {})
+    from workers.gates.conversion import convert_pt2_to_onnx
+
+    try:
+        onnx_bytes, parity = convert_pt2_to_onnx(pt2_bytes, parity_atol=policy["conversion"]["parity_atol"])
+    except MlcpError as exc:
+        if exc.code != "conversion_parity_failed":
+            raise
+        return None, {"summary": exc.detail, **exc.context}
+    converted = services.ingest_bytes(
+        version.model, onnx_bytes, version.artifact_name.rsplit(".", 1)[0] + ".onnx",
+        services.VersionMetadata(parent_number=version.number, derivation=CONVERTED_DERIVATION,
+                                 git_commit=version.git_commit, training_data_digest=version.training_data_digest,
+                                 tags=version.tags),
+        actor="gate-pipeline",
+    )
+    ModelVersion.objects.filter(pk=converted.pk).update(graph_info={**converted.graph_info, "parity": parity})
+    return converted, parity
 
 
 def _golden_set_of(version: ModelVersion):

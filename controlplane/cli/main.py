@@ -52,7 +52,8 @@ def cmd_push(args, client: MlcpClient) -> int:
     if args.wait:
         version = wait_for_gates(client, args.model, version["number"], args.timeout)
     _emit(args, version, _print_version)
-    return 1 if args.wait and version["status"] in {"rejected"} else 0
+    # CI fails the job on a rejected version or a gate that could not run.
+    return 1 if args.wait and version["status"] in {"rejected", "registered"} else 0
 
 
 def wait_for_gates(client: MlcpClient, model: str, number: int, timeout: float) -> dict:
@@ -64,7 +65,8 @@ def wait_for_gates(client: MlcpClient, model: str, number: int, timeout: float) 
             gates = client.get_json(base + "gates")
             status.update(f"{model}:{number} {version['status']}: " +
                           ", ".join(f"{g['gate']}={g['verdict']}" for g in gates) or "queued")
-            if version["status"] in TERMINAL_STATUSES:
+            gate_errored = version["status"] == "registered" and any(g["verdict"] == "error" for g in gates)
+            if version["status"] in TERMINAL_STATUSES or gate_errored:
                 version["gates"] = gates
                 return version
             if time.monotonic() > deadline:

@@ -153,3 +153,42 @@ def test_worker_killed_mid_gate_reruns_it_to_exactly_one_result(broker, digits_m
     results = list(GateResult.objects.filter(version=version))
     assert [(r.gate, r.verdict) for r in results] == [("validation", "pass")]
     assert results[0].attempts == 2
+
+
+def test_pt2_program_is_converted_with_parity_and_its_onnx_carries_the_gates(broker, digits_model):
+    from workers.pipeline import CONVERTED_DERIVATION
+    from workers.reference_models import export_pt2_bytes, load_reference_module
+
+    pt2 = export_pt2_bytes(load_reference_module("resnet"))
+    with celery_worker(broker):
+        version = services.ingest_bytes(digits_model, pt2, "digits.pt2",
+                                        services.VersionMetadata(format="pt2"), actor="ci")
+        version = _settled(version)
+        assert version.status == VersionStatus.AWAITING_APPROVAL, version.status_reason
+        validation = version.gate_results.get(gate="validation")
+        assert validation.evidence["parity"]["passed"] is True
+        converted = ModelVersion.objects.get(parent=version, derivation=CONVERTED_DERIVATION)
+        assert validation.evidence["converted_version"] == converted.number
+        assert converted.input_signature[0]["name"] == "input"
+        converted = _settled(converted)
+    assert converted.status == VersionStatus.AWAITING_APPROVAL, converted.status_reason
+    assert set(converted.gate_results.values_list("gate", flat=True)) == {"validation", "quantization", "golden_set"}
+
+
+def test_mlcp_push_wait_prints_the_final_version_with_its_gates(broker, digits_model, tmp_path):
+    from controlplane.accounts import issue_token
+    from controlplane.roles import Role
+    from tests.support.webserver import gunicorn_server
+
+    model_file = tmp_path / "digits.onnx"
+    model_file.write_bytes(build_reference_model("efficientnet").onnx_bytes)
+    token = issue_token("ci-bot", Role.CI)
+    with celery_worker(broker), gunicorn_server(CELERY_BROKER_URL=broker) as (base_url, _):
+        result = subprocess.run([sys.executable, "-m", "controlplane.cli.main", "--url", base_url, "--token", token,
+                                 "--json", "push", "digits", str(model_file), "--wait", "--timeout", "300"],
+                                capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr
+    final = json.loads(result.stdout)
+    assert final["status"] == "awaiting_approval"
+    assert [(g["gate"], g["verdict"]) for g in final["gates"]] == [
+        ("validation", "pass"), ("quantization", "pass"), ("golden_set", "pass")]
