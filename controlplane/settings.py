@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI assets served locally, not from a CDN
     "controlplane",
     "registry",
     "rollouts",
@@ -108,6 +109,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Model registry with signed artifacts, gates and canary rollouts.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Uploads stream through registry.upload.BlobUploadHandler; nothing is kept in memory.

@@ -33,4 +33,10 @@ def test_openapi_schema_is_served(db):
     client = APIClient()
     response = client.get("/api/schema/")
     assert response.status_code == 200
-    assert b"/api/v1/models/{name}/versions/" in response.content or b"versions" in response.content
+    assert b"/api/v1/models/{model_name}/versions/" in response.content
+
+
+def test_api_docs_page_uses_local_assets_only(db):
+    page = APIClient().get("/api/docs/").content.decode()
+    assert "swagger-ui" in page
+    assert "cdn." not in page and "https://" not in page
