@@ -206,6 +206,16 @@ def reject_version(version: ModelVersion, *, actor, reason: str) -> ModelVersion
     return transition_version(version, VersionStatus.REJECTED, actor=actor, reason=reason)
 
 
+def request_gates(version: ModelVersion, *, actor) -> ModelVersion:
+    """Queue the gates again for a version left `registered` (a gate errored, or the broker was down)."""
+    if version.status != VersionStatus.REGISTERED:
+        raise IllegalTransition(f"{version} is {version.status}; only a registered version can be gated again",
+                                from_state=version.status, to_state=VersionStatus.GATING)
+    record_audit(actor, "version.gates_requested", model_name=version.model.name, version_number=version.number)
+    pipeline.version_registered(version)
+    return version
+
+
 # ----------------------------------------------------------------- aliases
 
 @transaction.atomic

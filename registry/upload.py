@@ -32,6 +32,9 @@ class StagedUpload(UploadedFile):
 
 
 class BlobUploadHandler(FileUploadHandler):
+    # Django's default is 64 KiB; bigger chunks mean fewer Python-level loops per GiB, same bounded memory.
+    chunk_size = 1024 * 1024
+
     def __init__(self, request=None):
         super().__init__(request)
         self.staged: StagedBlob | None = None

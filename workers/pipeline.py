@@ -51,6 +51,8 @@ def start_pipeline(version: ModelVersion, *, actor="gate-pipeline") -> list[str]
             services.transition_version(version, VersionStatus.GATING, actor=actor, reason=f"gates: {', '.join(gates)}")
         for position, gate in enumerate(gates):
             GateResult.objects.get_or_create(version=version, gate=gate, defaults={"position": position})
+        # A re-run after an error runs the errored gate again; decided gates keep their verdicts.
+        GateResult.objects.filter(version=version, verdict=GateVerdict.ERROR).update(verdict=GateVerdict.PENDING)
     return gates
 
 

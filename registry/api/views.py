@@ -102,7 +102,7 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [ActionRoles]
     action_roles = {"create": Role.CI, "approve": Role.APPROVER, "reject": Role.APPROVER,
                     "artifact": Role.VIEWER, "signature": Role.VIEWER, "verify": Role.VIEWER,
-                    "gates": Role.VIEWER}
+                    "gates": Role.VIEWER, "run_gates": Role.CI}
     filterset_class = VersionFilter
     parser_classes = [MultiPartParser, JSONParser]
 
@@ -171,6 +171,13 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     def gates(self, request, model_name=None, number=None):
         version = self.get_object()
         return Response(s.GateResultSerializer(version.gate_results.order_by("position"), many=True).data)
+
+    @extend_schema(request=None, responses={202: s.ModelVersionSerializer})
+    @action(detail=True, methods=["post"], url_path="gates/run")
+    def run_gates(self, request, model_name=None, number=None):
+        """Queue the gates again for a version whose gate errored; decided gates keep their verdicts."""
+        version = services.request_gates(self.get_object(), actor=request.user)
+        return Response(s.ModelVersionSerializer(version).data, status=status.HTTP_202_ACCEPTED)
 
     @action(detail=True, methods=["get"])
     def signature(self, request, model_name=None, number=None):

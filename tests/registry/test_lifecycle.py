@@ -73,3 +73,12 @@ def test_reject_needs_a_reason(version, approver):
 def test_versions_are_immutable_through_the_api(version, admin_client):
     response = admin_client.patch("/api/v1/models/resnet/versions/1/", {"git_commit": "deadbeef"}, format="json")
     assert response.status_code == 405
+
+
+def test_gates_can_be_requested_again_only_for_a_registered_version(version, ci):
+    assert ci.post("/api/v1/models/resnet/versions/1/gates/run").status_code == 202
+    assert AuditEvent.objects.filter(action="version.gates_requested").count() == 1
+    _walk(version, S.GATING)
+    response = ci.post("/api/v1/models/resnet/versions/1/gates/run")
+    assert response.status_code == 409
+    assert response.json()["code"] == "illegal_transition"

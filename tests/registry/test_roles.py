@@ -16,6 +16,7 @@ def _seed(resnet):
     ci = client_for(Role.CI, "seed-ci")
     upload(ci, "resnet", tiny_onnx(seed=10))
     upload(ci, "resnet", tiny_onnx(seed=11))
+    upload(ci, "resnet", tiny_onnx(seed=12))  # stays registered
     for number in (1, 2):
         version = services.get_version("resnet", number)
         services.transition_version(version, VersionStatus.GATING, actor="test")
@@ -35,6 +36,7 @@ ENDPOINTS = [
     ("get", "/api/v1/models/resnet/versions/1/signature", None, ALL_ROLES),
     ("get", "/api/v1/models/resnet/versions/1/verify", None, ALL_ROLES),
     ("get", "/api/v1/models/resnet/versions/1/gates", None, ALL_ROLES),
+    ("post", "/api/v1/models/resnet/versions/3/gates/run", {}, [Role.CI, Role.ADMIN]),
     ("post", "/api/v1/models/resnet/versions/1/approve", {"reason": "ok"}, [Role.APPROVER, Role.ADMIN]),
     ("post", "/api/v1/models/resnet/versions/2/reject", {"reason": "no"}, [Role.APPROVER, Role.ADMIN]),
     ("put", "/api/v1/models/resnet/aliases/candidate", {"version": 1}, [Role.CI, Role.ADMIN]),

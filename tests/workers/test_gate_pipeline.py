@@ -192,3 +192,24 @@ def test_mlcp_push_wait_prints_the_final_version_with_its_gates(broker, digits_m
     assert final["status"] == "awaiting_approval"
     assert [(g["gate"], g["verdict"]) for g in final["gates"]] == [
         ("validation", "pass"), ("quantization", "pass"), ("golden_set", "pass")]
+
+
+def test_a_gate_that_cannot_run_is_an_error_never_a_pass_and_can_be_rerun(broker, transactional_db):
+    model = RegisteredModel.objects.create(name="no-golden", gate_policy={"gates": ["validation", "golden_set"]})
+    with celery_worker(broker):
+        version = _settled(_register(model, build_reference_model("resnet")))
+        assert version.status == VersionStatus.REGISTERED
+        assert "golden_set gate errored" in version.status_reason
+        golden = version.gate_results.get(gate="golden_set")
+        assert golden.verdict == "error" and "no golden set" in golden.summary
+        staged = default_store().stage()
+        staged.write(golden_set_npz_bytes())
+        services.register_golden_set(model, staged, actor="test")
+        services.request_gates(version, actor="test")
+        _wait_for(lambda: GateResult.objects.get(version=version, gate="golden_set").verdict in ("pass", "fail"),
+                  "the golden_set gate to run again")
+        version = _settled(version)
+    assert version.status == VersionStatus.AWAITING_APPROVAL, version.status_reason
+    results = {r.gate: r for r in version.gate_results.all()}
+    assert (results["validation"].verdict, results["validation"].attempts) == ("pass", 1)
+    assert (results["golden_set"].verdict, results["golden_set"].attempts) == ("pass", 2)
