@@ -68,6 +68,10 @@ def main() -> int:
                                                    check=True).stdout.split()[0])
         t_hashlib, digest = _timed(lambda: _hashlib_sha256(model_file))
         assert out == digest
+        # What any ingest must at least do: read the bytes and write a durable copy.
+        copy = tmp / "copy.onnx"
+        t_copy, _ = _timed(lambda: subprocess.run(["sh", "-c", f"cp {model_file} {copy} && sync {copy}"], check=True))
+        copy.unlink()
 
         port = free_port()
         server = subprocess.Popen([sys.executable, "-m", "gunicorn", "controlplane.wsgi", "--bind",
@@ -90,6 +94,7 @@ def main() -> int:
     print(f"file: {mib:.0f} MiB ONNX model")
     print(f"{'what':<44}{'seconds':>9}{'MiB/s':>10}{'vs sha256sum':>14}")
     for name, seconds in [("sha256sum (coreutils)", t_sum), ("hashlib.sha256 (OpenSSL), 1 MiB reads", t_hashlib),
+                          ("cp + sync (a durable copy, no hashing)", t_copy),
                           ("mlcp ingest: HTTP upload + hash + fsync + sign", t_ingest)]:
         print(f"{name:<44}{seconds:>9.2f}{mib / seconds:>10.0f}{seconds / t_sum:>13.2f}x")
     print(f"server worker peak RSS during ingest: {peak_mib:.0f} MiB")
