@@ -87,7 +87,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/accounts/login/"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -164,3 +164,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.request": {"level": "ERROR"}},
 }
+
+# Rollout controller. The cluster: MLCP_K8S_HOST (an unauthenticated endpoint,
+# e.g. an emulator), else $KUBECONFIG, else the in-cluster service account.
+MLCP_K8S_HOST = env_str("MLCP_K8S_HOST")
+KUBECONFIG = env_str("KUBECONFIG")
+# Rollout webhooks are signed with HMAC-SHA256 of this secret (header X-Mlcp-Signature).
+MLCP_WEBHOOK_SECRET = env_str("MLCP_WEBHOOK_SECRET") or SECRET_KEY

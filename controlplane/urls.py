@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from registry.api import views as registry_views
+from rollouts.api import views as rollout_views
 
 # Both `versions/1/artifact` and `versions/1/artifact/` resolve: CI scripts write either.
 router = DefaultRouter()
@@ -16,10 +17,14 @@ router.register(r"models/(?P<model_name>[a-z0-9-]+)/versions", registry_views.Mo
 router.register(r"models/(?P<model_name>[a-z0-9-]+)/golden-sets", registry_views.GoldenSetViewSet,
                 basename="golden-set")
 router.register("audit", registry_views.AuditEventViewSet, basename="audit")
+router.register("rollouts", rollout_views.RolloutViewSet, basename="rollout")
 
 api_v1 = [
     path("", include(router.urls)),
     re_path(r"^models/(?P<name>[a-z0-9-]+)/aliases/(?P<alias>[a-z0-9-]+)/?$", registry_views.AliasView.as_view(), name="alias"),
+    re_path(r"^models/(?P<name>[a-z0-9-]+)/rollback/?$", rollout_views.RollbackView.as_view(), name="rollback"),
+    re_path(r"^models/(?P<name>[a-z0-9-]+)/analysis/?$", rollout_views.AnalysisReplayView.as_view(),
+            name="analysis"),
     path("signing-keys/", registry_views.SigningKeysView.as_view(), name="signing-keys"),
 ]
 
@@ -28,4 +33,5 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
+    path("", include("registry.ui.urls")),
 ]

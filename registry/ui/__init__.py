@@ -1,0 +1,1 @@
+"""The approvers' web UI: server-rendered pages over the registry, gate evidence drawn as inline SVG."""
