@@ -122,7 +122,8 @@ class Command(BaseCommand):
     def _serve(self, port, password, tokens):
         base = f"http://127.0.0.1:{port}"
         self._step("mlcp is up")
-        self.stdout.write(f"    web UI / admin:  {base}/admin/   (login admin / {password})")
+        self.stdout.write(f"    web UI:          {base}/   (login admin / {password}; gate evidence on each version)")
+        self.stdout.write(f"    Django admin:    {base}/admin/")
         self.stdout.write(f"    API:             {base}/api/v1/   docs: {base}/api/docs/")
         for role, token in tokens.items():
             self.stdout.write(f"    token {role:<9} {token}")
