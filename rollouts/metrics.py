@@ -271,6 +271,7 @@ def analyze(
             observation.stable.p95_s,
             threshold_ms=config.latency_threshold_ms,
             max_ratio_to_stable=config.max_latency_ratio,
+            min_gap_ms=config.min_latency_gap_ms,
             canary_requests=canary_step.total if canary_step else None,
             min_requests=config.min_requests,
         ),

@@ -53,6 +53,7 @@ class LatencyResult(CheckResult):
     ratio_to_stable: float | None = None
     canary_requests: float | None = None
     min_requests: int = 0
+    min_gap_ms: float = 0.0
 
 
 def check_latency(
@@ -63,6 +64,7 @@ def check_latency(
     max_ratio_to_stable: float,
     canary_requests: float | None = None,
     min_requests: int = 0,
+    min_gap_ms: float = 0.0,
 ) -> LatencyResult:
     """Fail if the canary's p95 exceeds the SLO threshold or ``max_ratio_to_stable``
     times stable's p95; inconclusive when either p95 is missing or NaN, or
@@ -70,7 +72,9 @@ def check_latency(
     handful of requests is noise, in either direction).
 
     The absolute threshold is judged first and alone: a canary over the SLO
-    fails even when stable has no data to compare with.
+    fails even when stable has no data to compare with. The ratio to stable
+    fails only when the canary is also ``min_gap_ms`` slower: for a model that
+    answers in 1-2 ms, histogram-bucket noise alone makes ratios like 1.5x.
     """
     canary_ms = _to_ms(canary_p95_s)
     stable_ms = _to_ms(stable_p95_s)
@@ -83,6 +87,7 @@ def check_latency(
         ratio_to_stable=ratio,
         canary_requests=canary_requests,
         min_requests=min_requests,
+        min_gap_ms=min_gap_ms,
     )
     if canary_ms is None:
         return LatencyResult(Verdict.INCONCLUSIVE, "no canary latency data in the window", **numbers)
@@ -100,7 +105,7 @@ def check_latency(
         return LatencyResult(
             Verdict.INCONCLUSIVE, "no stable latency data to compare the canary's p95 with", **numbers
         )
-    if ratio > max_ratio_to_stable:
+    if ratio > max_ratio_to_stable and canary_ms - stable_ms > min_gap_ms:
         return LatencyResult(
             Verdict.FAIL,
             f"canary p95 {canary_ms:.0f} ms is {ratio:.2f}x stable's {stable_ms:.0f} ms "

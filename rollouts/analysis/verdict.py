@@ -26,6 +26,7 @@ class AnalysisConfig:
     min_requests: int = 100
     alpha: float = 0.05
     max_latency_ratio: float = 1.5
+    min_latency_gap_ms: float = 10.0  # the ratio check needs the canary this much slower too
     burn_policies: tuple[BurnRatePolicy, ...] = WORKBOOK_PAGE_POLICIES
     min_window_s: float = 30.0
     pass_at_or_below_bayes_factor: float = 1.0

@@ -64,3 +64,11 @@ def test_no_stable_latency_is_inconclusive_unless_over_threshold():
 
 def test_p95_of_few_requests_is_inconclusive():
     assert _check(0.10, 0.08, canary_requests=20, min_requests=100).verdict == Verdict.INCONCLUSIVE
+
+
+def test_ratio_alone_does_not_fail_a_millisecond_model_within_the_gap():
+    # 2 ms vs 1 ms is 2x stable, but 1 ms slower is bucket noise for a fast model.
+    result = check_latency(0.002, 0.001, threshold_ms=300, max_ratio_to_stable=1.5, min_gap_ms=10)
+    assert result.verdict == Verdict.PASS
+    slower = check_latency(0.030, 0.010, threshold_ms=300, max_ratio_to_stable=1.5, min_gap_ms=10)
+    assert slower.verdict == Verdict.FAIL
