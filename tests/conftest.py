@@ -52,3 +52,50 @@ def resnet(db):
 def redis_url():
     with redis_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def kube_emulator():
+    """A Kubernetes API emulator on loopback for the session (tests/k8s has its own)."""
+    from tests.support.kube import start_kube_emulator
+
+    emulator = start_kube_emulator()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def oncall(db):
+    return factories.client_for(Role.ONCALL)
+
+
+_STATUS_PATHS = {
+    "registered": [],
+    "awaiting_approval": ["gating", "awaiting_approval"],
+    "approved": ["gating", "approved"],
+    "rejected": ["gating", "rejected"],
+    "deployed": ["gating", "approved", "deployed"],
+}
+
+
+@pytest.fixture
+def make_version(db):
+    """Builds signed versions of a model in a chosen status, through the registry's own services.
+
+    `make_version(model, "deployed", production=True)` also points `production` at it.
+    """
+    from registry import services
+    from registry.services import VersionMetadata
+
+    seeds = iter(range(1000, 2000))
+
+    def make(model, status="approved", *, production=False):
+        version = services.ingest_bytes(model, factories.tiny_onnx(seed=next(seeds)), "model.onnx",
+                                        VersionMetadata(), actor="test")
+        for step in _STATUS_PATHS[status]:
+            services.transition_version(version, step, actor="test", reason="test setup")
+        if production:
+            services.move_alias(model, "production", version, actor="test", reason="test setup")
+        return version
+
+    return make

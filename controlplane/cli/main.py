@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
+from controlplane.cli import rollout as rollout_cli
 from controlplane.cli.client import ApiError, MlcpClient, sha256_file
 
 console = Console(stderr=True)
@@ -194,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     golden_push.add_argument("file")
     golden_push.add_argument("--description", default="")
     golden_push.set_defaults(handler=cmd_golden_push)
+
+    from controlplane.cli.serve import add_serve_parser  # the model server; imports nothing heavy
+    add_serve_parser(sub)
+    rollout_cli.add_commands(sub)
     return parser
 
 

@@ -1,0 +1,433 @@
+"""The rollout controller: level-triggered, one idempotent step per rollout per tick.
+
+Each tick, for every active rollout, it reads what the database wants
+(`RolloutState`), what the cluster and Prometheus say (`Observed`), asks the
+pure `plan()` for one `Action`, and `apply()`s it: database first (by
+compare-and-set, so an on-call change made meanwhile wins), cluster second
+(idempotent "ensure" calls, so a crash between the two is repaired next tick).
+Nothing lives only in memory: a new `Controller` resumes mid-step.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from concurrent import futures
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from controlplane.errors import IllegalTransition, InvalidInput, MlcpError
+from k8s import (CanarySpec, ClusterObjectMissing, DeploymentWorkloads, HTTPRouteRouter, ReplicaRatioRouter,
+                 RouteState, connect)
+from rollouts import services
+from rollouts.analysis import Verdict
+from rollouts.choices import ACTIVE, Phase, RouterKind
+from rollouts.metrics import MetricsUnavailable, analyze
+from rollouts.models import AnalysisRun, ControllerLease, Rollout
+from rollouts.strategy import Step, TrafficConfig
+
+log = logging.getLogger(__name__)
+ACTOR = services.CONTROLLER
+
+
+# ------------------------------------------------------------ plain values
+
+@dataclass(frozen=True)
+class RolloutState:
+    """What the database wants, as plain values."""
+
+    id: int
+    phase: str
+    current_step: int
+    steps: tuple[Step, ...]
+    traffic: TrafficConfig
+    canary_version: str
+    stable_version: str | None = None
+    step_started_at: datetime | None = None
+    deadline_at: datetime | None = None
+
+    @property
+    def step(self) -> Step:
+        return self.steps[min(self.current_step, len(self.steps) - 1)]
+
+    @classmethod
+    def of(cls, rollout: Rollout) -> "RolloutState":
+        return cls(id=rollout.pk, phase=rollout.phase, current_step=rollout.current_step,
+                   steps=services.steps_of(rollout), traffic=TrafficConfig.from_json(rollout.traffic),
+                   canary_version=str(rollout.version.number),
+                   stable_version=str(rollout.stable_version.number) if rollout.stable_version_id else None,
+                   step_started_at=rollout.step_started_at, deadline_at=rollout.deadline_at)
+
+
+@dataclass(frozen=True)
+class AnalysisOutcome:
+    verdict: Verdict
+    reason: str
+    evidence: dict
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the cluster and Prometheus said this tick. Errors are text, not exceptions."""
+
+    now: datetime
+    route: RouteState | None = None
+    canary_version: str | None = None
+    canary_ready: bool = False
+    analysis: AnalysisOutcome | None = None
+    metrics_error: str = ""
+    cluster_error: str = ""
+
+
+class Do(enum.StrEnum):
+    NOTHING = "nothing"
+    HOLD = "hold"
+    START = "start"  # pending -> progressing at step 0
+    ENSURE_STEP = "ensure_step"  # canary and weights as the current step wants
+    NEXT_STEP = "next_step"
+    BEGIN_PROMOTION = "begin_promotion"
+    PROMOTE = "promote"  # the stable takes the canary's template; then production moves
+    ROLL_BACK = "roll_back"
+    ABORT = "abort"
+    RETREAT = "retreat"  # all traffic to stable, canary to zero, then the end phase
+
+
+@dataclass(frozen=True)
+class Action:
+    do: Do
+    rollout_id: int
+    phase: str  # the phase the plan saw: apply acts only if it still holds
+    step: int
+    reason: str = ""
+    to_step: int | None = None
+    analysis: AnalysisOutcome | None = None
+
+
+# --------------------------------------------------------------- the plan
+
+def plan(state: RolloutState, observed: Observed) -> Action:
+    """The one next action for `state`, given what was `observed`. No I/O."""
+    def act(do, reason="", **kw):
+        return Action(do, state.id, state.phase, state.current_step, reason, **kw)
+
+    if state.phase == Phase.PENDING:
+        return act(Do.BEGIN_PROMOTION, "the only step is 100%") if state.steps[0].promotes else act(Do.START)
+    if state.phase == Phase.PROMOTING:
+        return act(Do.PROMOTE)
+    if state.phase == Phase.ROLLING_BACK:
+        return act(Do.RETREAT)
+    if state.phase != Phase.PROGRESSING:
+        return act(Do.NOTHING)
+
+    step, index = state.step, state.current_step
+    overdue = state.deadline_at is not None and observed.now >= state.deadline_at
+
+    def hold(reason, analysis=None):
+        if overdue:
+            return act(Do.ABORT, f"step {index} ({step.weight}%) did not pass by its deadline "
+                                 f"{state.deadline_at:%Y-%m-%d %H:%M:%S}Z: {reason}", analysis=analysis)
+        return act(Do.HOLD, reason, analysis=analysis)
+
+    if observed.cluster_error:
+        return hold(f"Kubernetes API: {observed.cluster_error}")
+    if step.promotes:
+        return act(Do.BEGIN_PROMOTION)
+    if (observed.canary_version != state.canary_version
+            or observed.route != state.traffic.expected_route(step.weight)):
+        return act(Do.ENSURE_STEP, f"set step {index}: {step.weight}% to the canary")
+    if not observed.canary_ready:
+        return hold("waiting for the canary's pods to be ready")
+    analysis = observed.analysis
+    if step.analysis:
+        if analysis is None:
+            return hold(f"no analysis: {observed.metrics_error or 'not run'}")
+        if analysis.verdict == Verdict.FAIL:
+            return act(Do.ROLL_BACK, f"analysis failed at step {index} ({step.weight}%): {analysis.reason}",
+                       analysis=analysis)
+        if analysis.verdict != Verdict.PASS:
+            return hold(f"analysis inconclusive: {analysis.reason}", analysis)
+    pause_until = (state.step_started_at or observed.now) + timedelta(seconds=step.pause_s)
+    if observed.now < pause_until:
+        return act(Do.HOLD, f"step {index} ({step.weight}%) holds until {pause_until:%H:%M:%S}Z"
+                   + (" (analysis passes)" if step.analysis else ""), analysis=analysis)
+    nxt = index + 1
+    if state.steps[nxt].promotes:
+        return act(Do.BEGIN_PROMOTION, f"step {index} ({step.weight}%) passed; promoting", to_step=nxt,
+                   analysis=analysis)
+    return act(Do.NEXT_STEP, f"step {index} ({step.weight}%) passed; step {nxt}: {state.steps[nxt].weight}%",
+               to_step=nxt, analysis=analysis)
+
+
+# ---------------------------------------------------------- the controller
+
+class Controller:
+    """Reconciles every active rollout against one cluster and one metrics provider."""
+
+    def __init__(self, cluster, provider, *, max_workers: int = 4, rollout_timeout_s: float = 60.0,
+                 fetcher_image: str | None = None) -> None:
+        self.cluster = cluster
+        self.provider = provider
+        self.workloads = DeploymentWorkloads(cluster, **({"fetcher_image": fetcher_image} if fetcher_image else {}))
+        self.max_workers = max_workers
+        self.rollout_timeout_s = rollout_timeout_s
+        self._in_flight: set[int] = set()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, **kwargs) -> "Controller":
+        cluster = connect(settings.MLCP_K8S_HOST or None, kubeconfig=settings.KUBECONFIG or None)
+        return cls(cluster, services.metrics_provider(), **kwargs)
+
+    # --- the loop ---------------------------------------------------------
+
+    def tick(self, now: datetime | None = None) -> dict[int, str]:
+        """Reconcile every active, unpaused rollout once; {rollout id: what happened}."""
+        now = now or timezone.now()
+        ids = list(Rollout.objects.filter(phase__in=ACTIVE - {Phase.PAUSED}).order_by("pk")
+                   .values_list("pk", flat=True))
+        if self.max_workers <= 0:
+            return {pk: self.reconcile(pk, now) for pk in ids}
+        results: dict[int, str] = {}
+        pending: dict[futures.Future, int] = {}
+        # Fresh threads each tick: a call stuck past its timeout keeps its
+        # thread, and only that rollout is skipped until it returns.
+        pool = futures.ThreadPoolExecutor(self.max_workers, thread_name_prefix="rollout")
+        for pk in ids:
+            with self._lock:
+                if pk in self._in_flight:
+                    results[pk] = "still running from an earlier tick"
+                    continue
+                self._in_flight.add(pk)
+            pending[pool.submit(self._reconcile_in_thread, pk, now)] = pk
+        done, not_done = futures.wait(pending, timeout=self.rollout_timeout_s)
+        for future in done:
+            results[pending[future]] = future.result()
+        for future in not_done:
+            results[pending[future]] = f"timed out after {self.rollout_timeout_s:.0f}s"
+            log.warning("rollout %s: reconcile still running after %ss", pending[future], self.rollout_timeout_s)
+        pool.shutdown(wait=False)
+        return results
+
+    def _reconcile_in_thread(self, pk: int, now: datetime) -> str:
+        try:
+            close_old_connections()
+            return self.reconcile(pk, now)
+        finally:
+            connection.close()
+            with self._lock:
+                self._in_flight.discard(pk)
+
+    def reconcile(self, pk: int, now: datetime) -> str:
+        """Observe, plan and apply one action for rollout `pk`; never raises."""
+        try:
+            rollout = services.get_rollout(pk)
+            state = RolloutState.of(rollout)
+            action = plan(state, self.observe(rollout, state, now))
+            return self.apply(action, now)
+        except MlcpError as exc:
+            # Transient (API down, conflicts): said on the rollout, retried next tick.
+            log.info("rollout %s: %s", pk, exc.detail)
+            self._say(pk, None, f"retrying: {exc.detail}")
+            return f"error: {exc.code}"
+        except Exception:  # one broken rollout must not stop the others
+            log.exception("rollout %s: reconcile failed", pk)
+            return "error: unexpected"
+
+    # --- observing --------------------------------------------------------
+
+    def observe(self, rollout: Rollout, state: RolloutState, now: datetime) -> Observed:
+        """Cluster state and, when it can decide anything, the step's analysis."""
+        if state.phase != Phase.PROGRESSING:
+            return Observed(now)
+        traffic = state.traffic
+        try:
+            stable = self.workloads.read_stable(traffic.namespace, traffic.deployment)
+            canary = self.workloads.read_canary(traffic.namespace, traffic.deployment)
+            if traffic.router == RouterKind.REPLICA_RATIO:
+                route = RouteState(stable.replicas, canary.replicas if canary else 0)
+            else:
+                route = self._router(traffic).observe()
+        except MlcpError as exc:
+            return Observed(now, cluster_error=exc.detail)
+        observed = Observed(now, route=route, canary_version=canary.version if canary else None,
+                            canary_ready=bool(canary and canary.ready))
+        step = state.step
+        if not (step.analysis and observed.canary_ready and observed.canary_version == state.canary_version):
+            return observed
+        try:
+            report = analyze(self.provider, services.analysis_of(rollout).config, rollout.model.name,
+                             state.canary_version, state.stable_version or stable.version or "none", now,
+                             timedelta(seconds=max(1, step.pause_s)), step_started_at=state.step_started_at)
+        except MetricsUnavailable as exc:
+            return replace(observed, metrics_error=f"Prometheus unavailable: {exc.detail}")
+        outcome = AnalysisOutcome(report.verdict, report.reason, report.evidence())
+        return replace(observed, analysis=outcome)
+
+    # --- applying ---------------------------------------------------------
+
+    def apply(self, action: Action, now: datetime | None = None) -> str:
+        """Carry out `action`; 'superseded' if the rollout changed since it was planned."""
+        now = now or timezone.now()
+        rollout = services.get_rollout(action.rollout_id)
+        if rollout.phase != action.phase or rollout.current_step != action.step:
+            return "superseded"
+        if action.analysis is not None:
+            AnalysisRun.objects.create(rollout=rollout, step=action.step, at=now, verdict=action.analysis.verdict,
+                                       reason=action.analysis.reason, evidence=action.analysis.evidence)
+        try:
+            return self._apply(action, rollout, now)
+        except IllegalTransition as exc:
+            if exc.code == "concurrent_change":
+                return "superseded"
+            raise
+        except (ClusterObjectMissing, InvalidInput) as exc:
+            # Permanent: a missing stable Deployment, an object the API refuses.
+            return self._give_up(rollout, f"cannot continue: {exc.detail}", now)
+
+    def _apply(self, action: Action, rollout: Rollout, now: datetime) -> str:
+        do = action.do
+        if do == Do.NOTHING:
+            return "nothing"
+        if do == Do.HOLD:
+            self._say(rollout.pk, rollout.phase, action.reason)
+            return "hold"
+        if do == Do.START:
+            services.transition_rollout(rollout, Phase.PROGRESSING, actor=ACTOR, now=now,
+                                        reason="canary started", **services.step_start_fields(rollout, 0, now))
+            self._ensure_step(rollout)
+            return "started"
+        if do == Do.ENSURE_STEP:
+            self._ensure_step(rollout)
+            return "ensured step"
+        if do == Do.NEXT_STEP:
+            services.advance_step(rollout, action.to_step, actor=ACTOR, reason=action.reason, now=now,
+                                  evidence=_verdict_evidence(action))
+            self._ensure_step(rollout)
+            return f"step {action.to_step}"
+        if do == Do.BEGIN_PROMOTION:
+            last = len(services.steps_of(rollout)) - 1
+            services.transition_rollout(rollout, Phase.PROMOTING, actor=ACTOR, now=now, reason=action.reason,
+                                        evidence=_verdict_evidence(action), current_step=last,
+                                        step_started_at=now, deadline_at=None, message="")
+            return "promoting"
+        if do == Do.PROMOTE:
+            return self._promote(rollout, now)
+        if do in (Do.ROLL_BACK, Do.ABORT):
+            outcome = Phase.ROLLED_BACK if do == Do.ROLL_BACK else Phase.ABORTED
+            services.transition_rollout(rollout, Phase.ROLLING_BACK, actor=ACTOR, now=now, reason=action.reason,
+                                        evidence=action.analysis.evidence if action.analysis else {},
+                                        retreat_phase=outcome, abort_reason=action.reason)
+            # Rolling back is not left for the next tick: a failing canary serves users now.
+            return self._retreat(rollout, now)
+        if do == Do.RETREAT:
+            return self._retreat(rollout, now)
+        raise AssertionError(f"unknown action {do}")
+
+    def _ensure_step(self, rollout: Rollout) -> None:
+        traffic = TrafficConfig.from_json(rollout.traffic)
+        weight = services.steps_of(rollout)[rollout.current_step].weight
+        self.workloads.ensure_canary(traffic.namespace, traffic.deployment, _canary_spec(rollout),
+                                     traffic.canary_replicas(weight))
+        self._router(traffic).route(weight)
+
+    def _promote(self, rollout: Rollout, now: datetime) -> str:
+        traffic = TrafficConfig.from_json(rollout.traffic)
+        ns, name = traffic.namespace, traffic.deployment
+        canary = self.workloads.read_canary(ns, name)
+        if canary is None or canary.version != str(rollout.version.number):
+            # An immediate rollback has no canary yet: it gets all the pods at once.
+            self.workloads.ensure_canary(ns, name, _canary_spec(rollout), traffic.canary_replicas(100))
+        httproute = traffic.router == RouterKind.HTTPROUTE
+        if httproute:
+            stable = self.workloads.read_stable(ns, name)
+            if stable.version == str(rollout.version.number) and stable.ready:
+                self._router(traffic).route(0)  # stable runs the new version: take traffic off the canary first
+        replicas = traffic.replicas if traffic.router == RouterKind.REPLICA_RATIO else None
+        if not self.workloads.promote_canary(ns, name, replicas):
+            self._say(rollout.pk, rollout.phase, "waiting for the stable Deployment to roll out the new version")
+            return "promoting"
+        if httproute:
+            self._router(traffic).route(0)
+        services.finish_promotion(rollout, now=now)
+        return "succeeded"
+
+    def _retreat(self, rollout: Rollout, now: datetime) -> str:
+        traffic = TrafficConfig.from_json(rollout.traffic)
+        self._router(traffic).route(0)
+        self.workloads.scale_canary_to_zero(traffic.namespace, traffic.deployment)
+        evidence = {"route": "all traffic to stable", "canary_replicas": 0}
+        services.finish_retreat(rollout, now=now, evidence=evidence)
+        return rollout.phase
+
+    def _give_up(self, rollout: Rollout, reason: str, now: datetime) -> str:
+        rollout.refresh_from_db()
+        if rollout.phase in (Phase.PENDING, Phase.PROGRESSING, Phase.PAUSED):
+            services.transition_rollout(rollout, Phase.ROLLING_BACK, actor=ACTOR, now=now, reason=reason,
+                                        retreat_phase=Phase.ABORTED, abort_reason=reason)
+            try:
+                return self._retreat(rollout, now)
+            except (ClusterObjectMissing, InvalidInput) as exc:
+                reason = f"{reason}; retreat failed too: {exc.detail}"
+        if rollout.phase in (Phase.ROLLING_BACK, Phase.PROMOTING):
+            services.fail(rollout, reason=reason, now=now)
+        return rollout.phase
+
+    def _router(self, traffic: TrafficConfig):
+        if traffic.router == RouterKind.REPLICA_RATIO:
+            return ReplicaRatioRouter(self.workloads, traffic.namespace, traffic.deployment, traffic.replicas)
+        return HTTPRouteRouter(self.cluster, traffic.namespace, traffic.route, traffic.stable_service,
+                               traffic.canary_service)
+
+    @staticmethod
+    def _say(pk: int, phase: str | None, message: str) -> None:
+        """Keep what the controller last saw on the rollout, written only when it changed."""
+        rows = Rollout.objects.filter(pk=pk).exclude(message=message)
+        if phase is not None:
+            rows = rows.filter(phase=phase)
+        rows.update(message=message[:2000])
+
+
+def _canary_spec(rollout: Rollout) -> CanarySpec:
+    base = f"{settings.MLCP_PUBLIC_URL.rstrip('/')}/api/v1/models/{rollout.model.name}/versions/{rollout.version.number}"
+    return CanarySpec(model=rollout.model.name, version=str(rollout.version.number), uri=f"{base}/artifact",
+                      digest=rollout.version.digest, signature_uri=f"{base}/signature", rollout_id=str(rollout.pk))
+
+
+def _verdict_evidence(action: Action) -> dict:
+    if action.analysis is None:
+        return {}
+    return {"verdict": action.analysis.verdict.value, "analysis_reason": action.analysis.reason}
+
+
+# ------------------------------------------------------------------ lease
+
+LEASE_PK = 1
+
+
+def acquire_lease(holder: str, *, ttl_s: float, now: datetime | None = None) -> bool:
+    """Take or renew the one controller lease by compare-and-set; False if another holds it."""
+    now = now or timezone.now()
+    expires = now + timedelta(seconds=ttl_s)
+    taken = ControllerLease.objects.filter(pk=LEASE_PK).filter(Q(holder=holder) | Q(expires_at__lte=now)).update(
+        holder=holder, expires_at=expires)
+    if taken:
+        return True
+    if ControllerLease.objects.filter(pk=LEASE_PK).exists():
+        return False
+    try:
+        with transaction.atomic():
+            ControllerLease.objects.create(pk=LEASE_PK, holder=holder, expires_at=expires)
+    except IntegrityError:
+        return False  # another controller created it first
+    return True
+
+
+def release_lease(holder: str) -> None:
+    """Give the lease up at once (on shutdown), so a successor need not wait for it to expire."""
+    ControllerLease.objects.filter(pk=LEASE_PK, holder=holder).update(expires_at=timezone.now() - timedelta(seconds=1))

@@ -1,0 +1,48 @@
+"""`manage.py runcontroller [--once] [--interval S]`: the rollout controller loop.
+
+Acts only while it holds the database lease, so a second replica waits as a
+standby. The cluster and Prometheus come from settings (MLCP_K8S_HOST or
+KUBECONFIG or in-cluster; PROMETHEUS_URL).
+"""
+
+import os
+import socket
+import time
+import uuid
+
+from django.core.management.base import BaseCommand
+from django.utils import timezone
+
+from rollouts.controller import Controller, acquire_lease, release_lease
+
+
+class Command(BaseCommand):
+    help = "Run the rollout controller: one reconcile of every active rollout per tick."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--once", action="store_true", help="one tick, then exit")
+        parser.add_argument("--interval", type=float, default=10.0, help="seconds between ticks")
+        parser.add_argument("--workers", type=int, default=4, help="rollouts reconciled in parallel")
+        parser.add_argument("--rollout-timeout", type=float, default=60.0,
+                            help="seconds one rollout may take before the tick moves on without it")
+
+    def handle(self, *args, once, interval, workers, rollout_timeout, **options):
+        holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        # Long enough to survive one slow tick; short enough that a standby takes over quickly.
+        ttl_s = max(30.0, 3 * interval + rollout_timeout)
+        controller = Controller.from_settings(max_workers=workers, rollout_timeout_s=rollout_timeout)
+        try:
+            while True:
+                if acquire_lease(holder, ttl_s=ttl_s):
+                    results = controller.tick(timezone.now())
+                    for pk, outcome in sorted(results.items()):
+                        self.stdout.write(f"rollout {pk}: {outcome}")
+                elif once:
+                    self.stderr.write("another controller holds the lease; nothing done")
+                if once:
+                    return
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            release_lease(holder)

@@ -1,0 +1,100 @@
+"""Rollout rows: the rollout itself (everything the controller needs to resume
+mid-step lives here), its timeline of events, its analysis runs, and the lease
+that lets only one controller act at a time.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from rollouts.choices import ACTIVE, Phase, RolloutKind
+from rollouts.strategy import DEFAULT_WEIGHTS
+
+
+def default_strategy() -> dict:
+    return {"steps": list(DEFAULT_WEIGHTS)}
+
+
+class Rollout(models.Model):
+    """Shipping one model version as a canary beside the stable one, step by step."""
+
+    model = models.ForeignKey("registry.RegisteredModel", on_delete=models.PROTECT, related_name="rollouts")
+    version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="rollouts",
+                                help_text="the canary")
+    stable_version = models.ForeignKey("registry.ModelVersion", null=True, blank=True, on_delete=models.PROTECT,
+                                       related_name="+", help_text="production when the rollout started")
+    kind = models.CharField(max_length=16, choices=RolloutKind.choices, default=RolloutKind.CANARY)
+    strategy = models.JSONField(default=default_strategy, help_text="{steps: [{weight, pause_s, analysis}]}")
+    traffic = models.JSONField(help_text="{router, namespace, deployment, replicas, route, *_service}")
+    analysis = models.JSONField(default=dict, blank=True, help_text="AnalysisConfig overrides, hold_budget_s")
+    approval_required = models.BooleanField(default=True)
+
+    phase = models.CharField(max_length=16, choices=Phase.choices, default=Phase.PENDING, db_index=True)
+    current_step = models.PositiveSmallIntegerField(default=0)
+    step_started_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField(null=True, blank=True, help_text="the current step must pass by then")
+    retreat_phase = models.CharField(max_length=16, blank=True,
+                                     help_text="rolled_back or aborted: where ROLLING_BACK ends")
+    abort_reason = models.TextField(blank=True)
+    message = models.TextField(blank=True, help_text="what the controller last saw, for people")
+
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # The database, not only the service, refuses a second rollout in flight.
+            models.UniqueConstraint(fields=["model"], condition=Q(phase__in=sorted(ACTIVE)),
+                                    name="one_active_rollout_per_model"),
+        ]
+
+    def __str__(self):
+        return f"rollout {self.pk} of {self.model.name}:{self.version.number} ({self.phase})"
+
+
+class RolloutEvent(models.Model):
+    """Every change of a rollout (phase or step): its timeline and its audit trail."""
+
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="events")
+    old = models.CharField(max_length=16, blank=True)
+    new = models.CharField(max_length=16)
+    step = models.PositiveSmallIntegerField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    evidence = models.JSONField(default=dict, blank=True)
+    actor = models.CharField(max_length=150)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self):
+        return f"{self.at:%H:%M:%S} {self.old or '-'} -> {self.new} {self.reason}"
+
+
+class AnalysisRun(models.Model):
+    """One analysis of one step: the verdict and the queries and values behind it."""
+
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="analysis_runs")
+    step = models.PositiveSmallIntegerField()
+    at = models.DateTimeField(db_index=True)
+    verdict = models.CharField(max_length=16)
+    reason = models.TextField(blank=True)
+    evidence = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+
+class ControllerLease(models.Model):
+    """One row: which controller may act, until when. Taken by compare-and-set."""
+
+    holder = models.CharField(max_length=200)
+    expires_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"{self.holder} until {self.expires_at:%Y-%m-%d %H:%M:%S}"

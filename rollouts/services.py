@@ -1,0 +1,399 @@
+"""The rollout domain functions that views, commands and the controller call.
+
+Each takes rows and plain values, enforces the rollout rules (one active rollout
+per model, approved and signed versions only, the transitions table), records
+a `RolloutEvent` for every change, and raises a `controlplane.errors` error
+otherwise. Cluster changes are the controller's: these only write the database.
+"""
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from controlplane.errors import Conflict, IllegalTransition, IntegrityFailure, InvalidInput, MlcpError, NotFound
+from registry import services as registry
+from registry import signing
+from registry.choices import VersionStatus
+from registry.models import AliasMove, ModelVersion, RegisteredModel
+from rollouts.choices import ACTIVE, RETREAT_OUTCOMES, TRANSITIONS, Phase, RolloutKind
+from rollouts.models import Rollout, RolloutEvent
+from rollouts.notifications import notify_rollout
+from rollouts.strategy import AnalysisSettings, TrafficConfig, parse_steps, steps_to_json
+
+log = logging.getLogger(__name__)
+PRODUCTION = "production"
+CONTROLLER = "controller"
+
+
+def get_rollout(pk) -> Rollout:
+    try:
+        return Rollout.objects.select_related("model", "version", "stable_version").get(pk=pk)
+    except (Rollout.DoesNotExist, ValueError):
+        raise NotFound(f"rollout {pk} does not exist") from None
+
+
+def steps_of(rollout: Rollout):
+    return parse_steps(rollout.strategy.get("steps"))
+
+
+def analysis_of(rollout: Rollout) -> AnalysisSettings:
+    return AnalysisSettings.from_json(rollout.analysis, rollout.model.slo)
+
+
+# ------------------------------------------------------------- transitions
+
+def record_event(rollout: Rollout, old: str, new: str, *, actor, reason: str = "", evidence: dict | None = None,
+                 now: datetime | None = None, step: int | None = None) -> RolloutEvent:
+    return RolloutEvent.objects.create(
+        rollout=rollout, old=old, new=new, reason=reason, evidence=evidence or {},
+        actor=registry.actor_name(actor) if not isinstance(actor, str) else actor,
+        at=now or timezone.now(), step=rollout.current_step if step is None else step)
+
+
+def transition_rollout(rollout: Rollout, new: str, *, actor, reason: str = "", evidence: dict | None = None,
+                       now: datetime | None = None, **fields) -> Rollout:
+    """Move `rollout` to phase `new` along TRANSITIONS by compare-and-set, with an event.
+
+    `fields` are written in the same UPDATE. Raises `IllegalTransition` for a move
+    the table forbids, or (code `concurrent_change`) when the phase changed under us.
+    """
+    now = now or timezone.now()
+    old = rollout.phase
+    if new not in TRANSITIONS[old]:
+        raise IllegalTransition(f"rollout {rollout.pk} cannot go from {old} to {new}",
+                                from_state=old, to_state=new)
+    with transaction.atomic():
+        updated = Rollout.objects.filter(pk=rollout.pk, phase=old).update(phase=new, updated_at=now, **fields)
+        if updated != 1:
+            current = Rollout.objects.filter(pk=rollout.pk).values_list("phase", flat=True).first()
+            raise IllegalTransition(
+                f"rollout {rollout.pk} changed to {current} while moving it to {new}; retry",
+                code="concurrent_change", from_state=current or "", to_state=new)
+        rollout.phase, rollout.updated_at = new, now
+        for name, value in fields.items():
+            setattr(rollout, name, value)
+        record_event(rollout, old, new, actor=actor, reason=reason, evidence=evidence, now=now)
+    return rollout
+
+
+def advance_step(rollout: Rollout, to_step: int, *, actor, reason: str = "", evidence: dict | None = None,
+                 now: datetime | None = None) -> Rollout:
+    """Start step `to_step` of a progressing rollout (compare-and-set on phase and step).
+
+    Reaching the last (100%) step is the promotion and changes the phase instead.
+    """
+    now = now or timezone.now()
+    steps = steps_of(rollout)
+    if not 0 <= to_step < len(steps):
+        raise InvalidInput(f"rollout {rollout.pk} has no step {to_step}", code="no_such_step")
+    if steps[to_step].promotes:
+        return transition_rollout(rollout, Phase.PROMOTING, actor=actor, reason=reason, evidence=evidence,
+                                  now=now, current_step=to_step, step_started_at=now, deadline_at=None, message="")
+    deadline = now + analysis_of(rollout).step_deadline(steps[to_step])
+    with transaction.atomic():
+        updated = Rollout.objects.filter(pk=rollout.pk, phase=Phase.PROGRESSING,
+                                         current_step=rollout.current_step).update(
+            current_step=to_step, step_started_at=now, deadline_at=deadline, updated_at=now, message="")
+        if updated != 1:
+            raise IllegalTransition(f"rollout {rollout.pk} changed while starting step {to_step}; retry",
+                                    code="concurrent_change", to_state=Phase.PROGRESSING)
+        rollout.current_step, rollout.step_started_at, rollout.deadline_at = to_step, now, deadline
+        rollout.updated_at, rollout.message = now, ""
+        record_event(rollout, Phase.PROGRESSING, Phase.PROGRESSING, actor=actor, now=now,
+                     reason=reason or f"step {to_step}: {steps[to_step].weight}% to the canary",
+                     evidence={"weight": steps[to_step].weight, **(evidence or {})})
+    return rollout
+
+
+def step_start_fields(rollout: Rollout, step: int, now: datetime) -> dict:
+    """The fields that start (or restart) `step`'s clock."""
+    steps = steps_of(rollout)
+    return {"current_step": step, "step_started_at": now,
+            "deadline_at": now + analysis_of(rollout).step_deadline(steps[step])}
+
+
+# ----------------------------------------------------------------- starting
+
+def start_rollout(model: RegisteredModel, version: ModelVersion, *, actor, traffic: dict, steps=None,
+                  analysis: dict | None = None, approval_required: bool = True,
+                  kind: str = RolloutKind.CANARY, reason: str = "", now: datetime | None = None) -> Rollout:
+    """Create a pending rollout of `version`; the controller takes it from there.
+
+    Refuses (409) while another rollout of the model is active, a version that is
+    rejected, not approved (when approval is required), already in production,
+    or whose signature does not verify.
+    """
+    now = now or timezone.now()
+    if version.model_id != model.pk:
+        raise InvalidInput(f"{version} does not belong to model '{model.name}'")
+    parsed_steps = parse_steps(steps)
+    traffic_config = TrafficConfig.from_json(traffic)
+    analysis_settings = AnalysisSettings.from_json(analysis, model.slo)
+    _require_no_active_rollout(model)
+    _require_shippable(version, approval_required)
+    _require_signed(version)
+    try:
+        with transaction.atomic():
+            # One start at a time per model: the second waits here, then sees the first.
+            RegisteredModel.objects.select_for_update().get(pk=model.pk)
+            _require_no_active_rollout(model)
+            production = registry.alias_target(model, PRODUCTION)
+            if production is not None and production.pk == version.pk:
+                raise Conflict(f"{version} is already in production", code="already_in_production")
+            rollout = Rollout.objects.create(
+                model=model, version=version, stable_version=production, kind=kind,
+                strategy={"steps": steps_to_json(parsed_steps)}, traffic=traffic_config.to_json(),
+                analysis=analysis_settings.to_json(), approval_required=approval_required,
+                created_at=now, updated_at=now, created_by=actor if getattr(actor, "pk", None) else None)
+            record_event(rollout, "", Phase.PENDING, actor=actor, now=now,
+                         reason=reason or f"rollout of {version} started",
+                         evidence={"stable_version": production.number if production else None,
+                                   "steps": [s.weight for s in parsed_steps]})
+            if version.status == VersionStatus.AWAITING_APPROVAL:
+                registry.transition_version(version, VersionStatus.APPROVED, actor=actor,
+                                            reason=f"rollout {rollout.pk} does not require approval")
+            registry.transition_version(version, VersionStatus.DEPLOYED, actor=actor,
+                                        reason=f"canary of rollout {rollout.pk}", rollout=rollout.pk)
+            registry.record_audit(actor, "rollout.started", model_name=model.name, version_number=version.number,
+                                  reason=reason, rollout=rollout.pk, kind=kind)
+    except IntegrityError:
+        raise Conflict(f"another rollout of '{model.name}' started at the same time",
+                       code="rollout_in_progress") from None
+    return rollout
+
+
+def _require_no_active_rollout(model: RegisteredModel) -> None:
+    active = Rollout.objects.filter(model=model, phase__in=ACTIVE).first()
+    if active is not None:
+        raise Conflict(f"rollout {active.pk} of '{model.name}' is {active.phase}; finish, abort or "
+                       "roll it back first", code="rollout_in_progress", rollout=active.pk)
+
+
+def _require_shippable(version: ModelVersion, approval_required: bool) -> None:
+    status = version.status
+    if status == VersionStatus.REJECTED:
+        raise Conflict(f"{version} was rejected ({version.status_reason or 'no reason given'})",
+                       code="version_rejected")
+    if status == VersionStatus.APPROVED:
+        return
+    if status == VersionStatus.AWAITING_APPROVAL:
+        if approval_required:
+            raise Conflict(f"{version} awaits approval; an approver must approve it before it rolls out",
+                           code="version_not_approved")
+        return
+    if status == VersionStatus.DEPLOYED:
+        raise Conflict(f"{version} is already deployed", code="already_in_production")
+    raise Conflict(f"{version} is {status}; only approved versions roll out", code="version_not_approved"
+                   if approval_required else "version_not_shippable")
+
+
+def _require_signed(version: ModelVersion) -> None:
+    if not version.signature_bundle:
+        raise IntegrityFailure(f"{version} has no signature", code="version_unsigned")
+    try:
+        signing.verify_bundle(version.signature_bundle, version.digest)
+    except MlcpError as exc:
+        raise IntegrityFailure(f"{version}'s signature does not verify: {exc.detail}", code="signature_invalid",
+                               cause=exc.code) from None
+
+
+# --------------------------------------------------------- on-call controls
+
+def promote(rollout: Rollout, *, actor, full: bool = False, now: datetime | None = None) -> Rollout:
+    """Skip the current step's analysis: go to the next step, or (`full`) promote now."""
+    now = now or timezone.now()
+    if rollout.phase not in (Phase.PENDING, Phase.PROGRESSING, Phase.PAUSED):
+        raise IllegalTransition(f"rollout {rollout.pk} is {rollout.phase}; only a pending, progressing or "
+                                "paused rollout can be promoted", code="not_promotable", from_state=rollout.phase)
+    steps = steps_of(rollout)
+    target = len(steps) - 1 if full else min(rollout.current_step + 1, len(steps) - 1)
+    reason = "promoted by hand" + (" to 100%" if full else f" to step {target} ({steps[target].weight}%)")
+    if steps[target].promotes:
+        return transition_rollout(rollout, Phase.PROMOTING, actor=actor, reason=reason, now=now,
+                                  current_step=target, step_started_at=now, deadline_at=None)
+    if rollout.phase == Phase.PROGRESSING:
+        return advance_step(rollout, target, actor=actor, reason=reason, now=now)
+    return transition_rollout(rollout, Phase.PROGRESSING, actor=actor, reason=reason, now=now,
+                              **step_start_fields(rollout, target, now))
+
+
+def pause(rollout: Rollout, *, actor, reason: str = "", now: datetime | None = None) -> Rollout:
+    """Hold the rollout at its current weight; the controller neither advances nor analyses it."""
+    return transition_rollout(rollout, Phase.PAUSED, actor=actor, reason=reason or "paused", now=now)
+
+
+def resume(rollout: Rollout, *, actor, reason: str = "", now: datetime | None = None) -> Rollout:
+    """Continue a paused rollout; its step's clock (pause, analysis window, deadline) restarts."""
+    now = now or timezone.now()
+    if rollout.phase != Phase.PAUSED:
+        raise IllegalTransition(f"rollout {rollout.pk} is {rollout.phase}, not paused", from_state=rollout.phase,
+                                to_state=Phase.PROGRESSING)
+    return transition_rollout(rollout, Phase.PROGRESSING, actor=actor, reason=reason or "resumed", now=now,
+                              **step_start_fields(rollout, rollout.current_step, now))
+
+
+def abort(rollout: Rollout, *, actor, reason: str, now: datetime | None = None) -> Rollout:
+    """Send all traffic back to stable and stop; the version is not marked bad."""
+    return _retreat(rollout, Phase.ABORTED, actor=actor, reason=reason, now=now)
+
+
+def rollback(model: RegisteredModel, *, reason: str, actor, now: datetime | None = None) -> Rollout:
+    """Roll the model back now.
+
+    With a rollout in flight: retreat it (all traffic to stable) and mark its
+    version rolled back. Without: start an immediate rollout (100%, no
+    analysis) of the previous production version, from the alias history.
+    """
+    now = now or timezone.now()
+    if not (reason or "").strip():
+        raise InvalidInput("a rollback needs a reason; it is kept in the audit trail", code="reason_required")
+    active = Rollout.objects.select_related("model", "version").filter(model=model, phase__in=ACTIVE).first()
+    if active is not None:
+        if active.kind == RolloutKind.ROLLBACK:
+            raise Conflict(f"rollout {active.pk} is already a rollback of '{model.name}'",
+                           code="rollback_in_progress", rollout=active.pk)
+        if active.phase == Phase.PROMOTING:
+            raise Conflict(f"rollout {active.pk} is promoting: the stable Deployment is already taking "
+                           f"{active.version}; roll back once it has succeeded", code="rollout_promoting",
+                           rollout=active.pk)
+        return _retreat(active, Phase.ROLLED_BACK, actor=actor, reason=reason, now=now)
+    current = registry.alias_target(model, PRODUCTION)
+    if current is None:
+        raise Conflict(f"'{model.name}' has no production version to roll back", code="nothing_to_roll_back")
+    previous = previous_production(model, current)
+    if previous is None:
+        raise Conflict(f"'{model.name}' has no earlier shippable production version than {current}",
+                       code="no_previous_version")
+    last = Rollout.objects.filter(model=model, phase=Phase.SUCCEEDED).order_by("-finished_at", "-id").first()
+    if last is None:
+        raise Conflict(f"no rollout of '{model.name}' has succeeded, so mlcp does not know where it runs",
+                       code="no_traffic_config")
+    return start_rollout(model, previous, actor=actor, traffic=last.traffic, steps=[100], kind=RolloutKind.ROLLBACK,
+                         analysis=last.analysis, reason=f"rollback from {current}: {reason}", now=now)
+
+
+def _retreat(rollout: Rollout, outcome: str, *, actor, reason: str, now: datetime | None) -> Rollout:
+    if not (reason or "").strip():
+        raise InvalidInput("say why: the reason is kept in the audit trail", code="reason_required")
+    if rollout.phase == Phase.ROLLING_BACK:
+        # An abort already retreating becomes a rollback (marks the version); never the reverse.
+        if rollout.retreat_phase == outcome or outcome == Phase.ABORTED:
+            return rollout
+        updated = Rollout.objects.filter(pk=rollout.pk, phase=Phase.ROLLING_BACK).update(
+            retreat_phase=outcome, abort_reason=reason)
+        if updated != 1:
+            raise IllegalTransition(f"rollout {rollout.pk} finished while rolling it back", code="concurrent_change")
+        rollout.retreat_phase, rollout.abort_reason = outcome, reason
+        record_event(rollout, Phase.ROLLING_BACK, Phase.ROLLING_BACK, actor=actor, reason=reason, now=now)
+        return rollout
+    return transition_rollout(rollout, Phase.ROLLING_BACK, actor=actor, reason=reason, now=now,
+                              retreat_phase=outcome, abort_reason=reason)
+
+
+def previous_production(model: RegisteredModel, current: ModelVersion) -> ModelVersion | None:
+    """The most recent earlier production version that may still ship."""
+    moves = AliasMove.objects.filter(model=model, alias_name=PRODUCTION).select_related("from_version")
+    for move in moves.order_by("-at", "-id"):
+        candidate = move.from_version
+        if candidate is not None and candidate.pk != current.pk and candidate.status == VersionStatus.APPROVED:
+            return candidate
+    return None
+
+
+# ----------------------------------------------------------------- endings
+
+def finish_promotion(rollout: Rollout, *, now: datetime | None = None, actor=CONTROLLER) -> Rollout:
+    """The canary is stable now: succeed, move `production`, demote the previous version."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        transition_rollout(rollout, Phase.SUCCEEDED, actor=actor, now=now, finished_at=now, message="",
+                           reason=f"{rollout.version} is production")
+        registry.move_alias(rollout.model, PRODUCTION, rollout.version, actor=actor,
+                            reason=f"rollout {rollout.pk} succeeded")
+        previous = rollout.stable_version
+        if previous is not None and previous.pk != rollout.version_id:
+            previous.refresh_from_db()
+            if previous.status == VersionStatus.DEPLOYED:
+                bad = rollout.kind == RolloutKind.ROLLBACK
+                registry.transition_version(
+                    previous, VersionStatus.ROLLED_BACK if bad else VersionStatus.APPROVED, actor=actor,
+                    reason=(f"rolled back by rollout {rollout.pk}: {_first_reason(rollout)}" if bad
+                            else f"superseded by {rollout.version} (rollout {rollout.pk})"))
+    notify_rollout(rollout, "rollout.succeeded", f"{rollout.version} is production")
+    return rollout
+
+
+def finish_retreat(rollout: Rollout, *, now: datetime | None = None, actor=CONTROLLER,
+                   evidence: dict | None = None) -> Rollout:
+    """All traffic is back on stable: end in `retreat_phase` and set the version's status."""
+    now = now or timezone.now()
+    outcome = rollout.retreat_phase if rollout.retreat_phase in RETREAT_OUTCOMES else Phase.ROLLED_BACK
+    with transaction.atomic():
+        transition_rollout(rollout, outcome, actor=actor, now=now, finished_at=now, reason=rollout.abort_reason,
+                           evidence=evidence)
+        _settle_version(rollout, bad=outcome == Phase.ROLLED_BACK and rollout.kind == RolloutKind.CANARY,
+                        actor=actor, reason=rollout.abort_reason)
+    notify_rollout(rollout, f"rollout.{outcome}", rollout.abort_reason, evidence)
+    return rollout
+
+
+def fail(rollout: Rollout, *, reason: str, now: datetime | None = None, actor=CONTROLLER) -> Rollout:
+    """The controller cannot go on (a permanent cluster error while retreating)."""
+    with transaction.atomic():
+        transition_rollout(rollout, Phase.FAILED, actor=actor, now=now, finished_at=now or timezone.now(),
+                           reason=reason, abort_reason=rollout.abort_reason or reason)
+        _settle_version(rollout, bad=False, actor=actor, reason=reason)
+    notify_rollout(rollout, "rollout.failed", reason)
+    return rollout
+
+
+def _settle_version(rollout: Rollout, *, bad: bool, actor, reason: str) -> None:
+    version = rollout.version
+    version.refresh_from_db()
+    if version.status != VersionStatus.DEPLOYED:
+        return
+    target = VersionStatus.ROLLED_BACK if bad else VersionStatus.APPROVED
+    registry.transition_version(version, target, actor=actor, reason=f"rollout {rollout.pk}: {reason}",
+                                rollout=rollout.pk)
+
+
+def _first_reason(rollout: Rollout) -> str:
+    first = rollout.events.order_by("at", "id").first()
+    return first.reason if first else ""
+
+
+# ---------------------------------------------------------------- analysis
+
+def metrics_provider():
+    from rollouts.metrics import PrometheusMetricsProvider
+
+    return PrometheusMetricsProvider(settings.PROMETHEUS_URL, timeout_s=settings.PROMETHEUS_TIMEOUT_S)
+
+
+def replay_analysis(model: RegisteredModel, at: datetime, *, canary_version: int | None = None,
+                    stable_version: int | None = None, step_duration_s: int | None = None, provider=None):
+    """Run a rollout's checks again at a past instant: the same queries, at `at`.
+
+    Versions and settings default to the model's latest rollout started before `at`.
+    """
+    from rollouts.metrics import analyze
+
+    rollout = (Rollout.objects.filter(model=model, created_at__lte=at).order_by("-created_at").first()
+               or Rollout.objects.filter(model=model).order_by("-created_at").first())
+    if canary_version is None:
+        if rollout is None:
+            raise InvalidInput(f"'{model.name}' has no rollout; give --canary-version and --stable-version",
+                               code="versions_required")
+        canary_version = rollout.version.number
+    if stable_version is None:
+        if rollout is None or rollout.stable_version is None:
+            raise InvalidInput("give the stable version to compare with", code="versions_required")
+        stable_version = rollout.stable_version.number
+    settings_ = analysis_of(rollout) if rollout else AnalysisSettings.from_json({}, model.slo)
+    if step_duration_s is None:
+        step_duration_s = max((s.pause_s for s in steps_of(rollout)), default=600) if rollout else 600
+    return analyze(provider or metrics_provider(), settings_.config, model.name, str(canary_version),
+                   str(stable_version), at, timedelta(seconds=max(1, step_duration_s)))

@@ -1,0 +1,171 @@
+"""A rollout's plan as plain values: its steps, how traffic is split, what the
+analysis judges against. Parsed and validated once from the JSON stored on the
+`Rollout`; pure functions, so the controller's `plan` can use them without I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from datetime import timedelta
+
+from controlplane.errors import InvalidInput
+from k8s.traffic import RouteState, split_replicas
+from rollouts.analysis import AnalysisConfig
+from rollouts.choices import RouterKind
+
+DEFAULT_WEIGHTS = (10, 25, 50, 100)
+DEFAULT_PAUSE_S = 300
+# How long a step may hold (inconclusive analysis, canary not ready, Prometheus
+# down) beyond its pause before the rollout is aborted; at least this much.
+MIN_HOLD_BUDGET_S = 600
+
+
+@dataclass(frozen=True)
+class Step:
+    """Send `weight`% of traffic to the canary for at least `pause_s`, judged by analysis.
+
+    The last step is always 100%: reaching it is the promotion itself.
+    """
+
+    weight: int
+    pause_s: int = DEFAULT_PAUSE_S
+    analysis: bool = True
+
+    @property
+    def promotes(self) -> bool:
+        return self.weight == 100
+
+
+def parse_steps(raw) -> tuple[Step, ...]:
+    """Steps from `[10, 25, ...]` or `[{"weight": 10, "pause_s": 300, "analysis": true}, ...]`."""
+    if raw in (None, "", []):
+        raw = list(DEFAULT_WEIGHTS)
+    if not isinstance(raw, (list, tuple)):
+        raise InvalidInput("steps must be a list of weights or of {weight, pause_s, analysis}",
+                           code="invalid_strategy")
+    steps = []
+    for item in raw:
+        if isinstance(item, dict):
+            unknown = set(item) - {"weight", "pause_s", "analysis"}
+            if unknown:
+                raise InvalidInput(f"unknown step fields {sorted(unknown)}", code="invalid_strategy")
+            weight, pause_s, analysis = item.get("weight"), item.get("pause_s", DEFAULT_PAUSE_S), \
+                item.get("analysis", True)
+        else:
+            weight, pause_s, analysis = item, DEFAULT_PAUSE_S, True
+        if not _whole(weight) or not 1 <= weight <= 100:
+            raise InvalidInput(f"a step weight is a whole percent 1-100, not {weight!r}", code="invalid_strategy")
+        if not _whole(pause_s) or pause_s < 0:
+            raise InvalidInput(f"pause_s is whole seconds >= 0, not {pause_s!r}", code="invalid_strategy")
+        steps.append(Step(int(weight), int(pause_s), bool(analysis)))
+    if steps[-1].weight != 100:
+        steps.append(Step(100, 0, False))
+    weights = [s.weight for s in steps]
+    if weights != sorted(set(weights)):
+        raise InvalidInput(f"step weights must strictly increase, not {weights}", code="invalid_strategy")
+    # The 100% step is the promotion: no pause, no analysis (there is no stable left to compare with).
+    steps[-1] = Step(100, 0, False)
+    return tuple(steps)
+
+
+def steps_to_json(steps: tuple[Step, ...]) -> list[dict]:
+    return [asdict(s) for s in steps]
+
+
+@dataclass(frozen=True)
+class TrafficConfig:
+    """Where the model's Deployments are and how traffic is moved between them."""
+
+    router: str
+    namespace: str
+    deployment: str
+    replicas: int  # replica ratio: pods in all; HTTPRoute: the canary's pods
+    route: str = ""
+    stable_service: str = ""
+    canary_service: str = ""
+
+    @classmethod
+    def from_json(cls, raw: dict) -> "TrafficConfig":
+        if not isinstance(raw, dict):
+            raise InvalidInput("traffic must be an object", code="invalid_traffic")
+        raw = {k: v for k, v in raw.items() if v not in (None, "")}
+        router = raw.get("router", RouterKind.REPLICA_RATIO)
+        if router not in RouterKind.values:
+            raise InvalidInput(f"router must be one of {RouterKind.values}", code="invalid_traffic")
+        for field_name in ("namespace", "deployment"):
+            if not isinstance(raw.get(field_name), str):
+                raise InvalidInput(f"traffic.{field_name} is required", code="invalid_traffic")
+        replicas = raw.get("replicas", 4)
+        if not _whole(replicas) or replicas < 1:
+            raise InvalidInput(f"traffic.replicas is a whole number >= 1, not {replicas!r}", code="invalid_traffic")
+        config = cls(router=router, namespace=raw["namespace"], deployment=raw["deployment"],
+                     replicas=int(replicas), route=raw.get("route", ""),
+                     stable_service=raw.get("stable_service", ""), canary_service=raw.get("canary_service", ""))
+        if router == RouterKind.HTTPROUTE:
+            config = replace(config, route=config.route or config.deployment,
+                             stable_service=config.stable_service or config.deployment,
+                             canary_service=config.canary_service or f"{config.deployment}-canary")
+        return config
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def expected_route(self, weight: int) -> RouteState:
+        """What the cluster holds once `weight`% goes to the canary (replicas or route weights)."""
+        if self.router == RouterKind.REPLICA_RATIO:
+            stable, canary = split_replicas(self.replicas, weight)
+            return RouteState(stable, canary)
+        return RouteState(100 - weight, weight)
+
+    def canary_replicas(self, weight: int) -> int:
+        """The canary Deployment's pods at `weight`%."""
+        if self.router == RouterKind.REPLICA_RATIO:
+            return split_replicas(self.replicas, weight)[1]
+        return self.replicas if weight > 0 else 0
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """What each step's analysis judges against, and how long a step may hold."""
+
+    config: AnalysisConfig
+    hold_budget_s: int | None = None  # None: max(MIN_HOLD_BUDGET_S, 2 x pause)
+
+    @classmethod
+    def from_json(cls, raw: dict | None, slo: dict | None = None) -> "AnalysisSettings":
+        raw, slo = dict(raw or {}), dict(slo or {})
+        allowed = {"slo_target", "latency_threshold_ms", "min_requests", "alpha", "max_latency_ratio",
+                   "min_window_s", "hold_budget_s"}
+        unknown = set(raw) - allowed
+        if unknown:
+            raise InvalidInput(f"unknown analysis settings {sorted(unknown)}", code="invalid_analysis")
+        hold = raw.pop("hold_budget_s", None)
+        defaults = {"slo_target": slo.get("availability", 0.999),
+                    "latency_threshold_ms": slo.get("latency_p95_ms", AnalysisConfig.latency_threshold_ms)}
+        try:
+            config = AnalysisConfig(**{**defaults, **raw})
+        except TypeError as exc:
+            raise InvalidInput(f"invalid analysis settings: {exc}", code="invalid_analysis") from None
+        if not 0 < config.slo_target < 1 or not 0 < config.alpha < 1:
+            raise InvalidInput("slo_target and alpha must lie between 0 and 1", code="invalid_analysis")
+        if hold is not None and (not _whole(hold) or hold < 0):
+            raise InvalidInput("hold_budget_s is whole seconds >= 0", code="invalid_analysis")
+        return cls(config, hold)
+
+    def to_json(self) -> dict:
+        c = self.config
+        out = {"slo_target": c.slo_target, "latency_threshold_ms": c.latency_threshold_ms,
+               "min_requests": c.min_requests, "alpha": c.alpha, "max_latency_ratio": c.max_latency_ratio,
+               "min_window_s": c.min_window_s}
+        if self.hold_budget_s is not None:
+            out["hold_budget_s"] = self.hold_budget_s
+        return out
+
+    def step_deadline(self, step: Step) -> timedelta:
+        """How long after a step starts it must have passed."""
+        hold = self.hold_budget_s if self.hold_budget_s is not None else max(MIN_HOLD_BUDGET_S, 2 * step.pause_s)
+        return timedelta(seconds=step.pause_s + hold)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
