@@ -3,7 +3,9 @@
 It migrates a SQLite database, creates an admin and a token per role, trains
 a small ResNet-style digits classifier, registers it with its golden set,
 runs its gates on a Celery worker (kombu's filesystem broker, no Redis
-needed), prints the evidence, and leaves the web UI and API up.
+needed), prints the evidence, then ships it: a first production deploy, a
+healthy canary that promotes and a failing one the controller rolls back by
+itself (see `controlplane.demo_rollout`), and leaves the web UI and API up.
 """
 
 import os
@@ -16,7 +18,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from controlplane.accounts import issue_token
 from controlplane.roles import Role
@@ -50,6 +52,7 @@ class Command(BaseCommand):
         try:
             version = self._register_model()
             self._wait_for_gates(version, gate_timeout)
+            self._rollouts(version, gate_timeout)
             if no_serve:
                 return
             self._serve(port, password, tokens)
@@ -119,12 +122,93 @@ class Command(BaseCommand):
             self.stdout.write(f"    {result.gate:<13} {result.verdict:<6} {result.device:<22} {result.summary}")
         self.stdout.write(self.style.SUCCESS(f"    {version}: {version.status} ({version.status_reason})"))
 
+    # --- shipping it ------------------------------------------------------
+
+    def _rollouts(self, first, gate_timeout):
+        """Deploy `first`, canary its int8 version (promotes), then a faulty one (rolled back)."""
+        from controlplane import demo_rollout
+
+        approver, ci = self._user("demo-approver"), self._user("demo-ci")
+        good = first.derived.get(derivation="int8-static-qdq")
+        for version in (first, good):
+            self._approve(version, approver)
+        say = self.stdout.write
+        self._step("starting a Kubernetes API emulator and Prometheus on loopback for the rollouts")
+        with demo_rollout.platform(say) as env:
+            demo_rollout.finish_leftovers(env, first.model, actor=ci, say=say)
+            self._step(f"deploying {first} to production (one 100% step: nothing runs yet to compare it with)")
+            self._said_outcome(demo_rollout.deploy_first(env, first, actor=ci, say=say))
+            self._step(f"canary of {good} (int8 of {first}), steps 10% -> 25% -> 50% -> 100%, 5 s each")
+            self._said_outcome(demo_rollout.canary(env, good, actor=ci, say=say), label="good canary")
+            bad = self._register_bad_version(first.model, gate_timeout, approver)
+            self._step(f"canary of {bad}; its server's fault switch fails "
+                       f"{demo_rollout.FAULT_ERROR_RATE:.0%} of its requests (a defect no offline gate sees)")
+            self._said_outcome(demo_rollout.canary(env, bad, actor=ci, say=say,
+                                                   fault_error_rate=demo_rollout.FAULT_ERROR_RATE),
+                               label="bad canary")
+        self._final_states(first.model)
+
+    def _user(self, username):
+        return get_user_model().objects.get(username=username)
+
+    def _approve(self, version, approver):
+        from registry import services
+        from registry.choices import VersionStatus
+
+        version.refresh_from_db()
+        if version.status != VersionStatus.AWAITING_APPROVAL:
+            raise CommandError(f"{version} is {version.status} ({version.status_reason}), not awaiting approval: "
+                               "the demo cannot ship it")
+        services.approve_version(version, actor=approver, reason="demo: every gate passed; evidence read in the UI")
+        self.stdout.write(f"    {version} approved by {approver.username} (every gate passed)")
+
+    def _register_bad_version(self, model, gate_timeout, approver):
+        from registry import services
+        from workers.reference_models import build_reference_model
+
+        self._step("training an EfficientNet-style classifier for a third version (cached after the first run)")
+        reference = build_reference_model("efficientnet")
+        version = services.ingest_bytes(model, reference.onnx_bytes, "digits-efficientnet.onnx",
+                                        services.VersionMetadata(tags={"arch": "efficientnet", "source": "demo"}),
+                                        actor="demo")
+        self._wait_for_gates(version, gate_timeout)
+        self._approve(version, approver)
+        return version
+
+    def _said_outcome(self, rollout, label="rollout"):
+        from rollouts.choices import Phase
+
+        rollout.refresh_from_db()
+        if rollout.phase == Phase.SUCCEEDED:
+            self.stdout.write(self.style.SUCCESS(f"    {label} {rollout.version}: succeeded; production is "
+                                                 f"{rollout.version} (rollout {rollout.pk})"))
+            return
+        retreat = rollout.events.filter(new=Phase.ROLLING_BACK).order_by("pk").first()
+        how = (" automatically by the controller" if retreat is not None and retreat.actor == "controller"
+               else f" by {retreat.actor}" if retreat is not None else "")
+        self.stdout.write(self.style.WARNING(f"    {label} {rollout.version}: {rollout.phase.replace('_', ' ')}"
+                                             f"{how} (rollout {rollout.pk}): {rollout.abort_reason}"))
+
+    def _final_states(self, model):
+        from registry import services
+
+        self._step("final states")
+        production = services.alias_target(model, "production")
+        self.stdout.write(f"    production alias: {production}")
+        for version in model.versions.order_by("number"):
+            derived = f" ({version.derivation} of :{version.parent.number})" if version.parent_id else ""
+            self.stdout.write(f"    {version}{derived}: {version.status}")
+        for rollout in model.rollouts.order_by("pk"):
+            self.stdout.write(f"    rollout {rollout.pk} ({rollout.kind}) of {rollout.version}: {rollout.phase}")
+
     def _serve(self, port, password, tokens):
         base = f"http://127.0.0.1:{port}"
         self._step("mlcp is up")
         self.stdout.write(f"    web UI:          {base}/   (login admin / {password}; gate evidence on each version)")
         self.stdout.write(f"    Django admin:    {base}/admin/")
         self.stdout.write(f"    API:             {base}/api/v1/   docs: {base}/api/docs/")
+        self.stdout.write(f"    rollouts:        {base}/api/v1/rollouts/ and the Django admin (the emulator, "
+                          "Prometheus and model servers of the rollouts above were stopped)")
         for role, token in tokens.items():
             self.stdout.write(f"    token {role:<9} {token}")
         self.stdout.write(f"    try: MLCP_URL={base} MLCP_TOKEN={tokens['viewer']} .venv/bin/mlcp versions digits-resnet")
