@@ -40,8 +40,8 @@ from k8s import (  # noqa: E402
 from rollouts.analysis import AnalysisConfig, Verdict  # noqa: E402
 from rollouts.metrics import PrometheusMetricsProvider, analyze  # noqa: E402
 from tests.serving import keypair, signed_artifact  # noqa: E402
-from tests.support.kube import start_kube_emulator  # noqa: E402
-from tests.support.prometheus import prometheus_server  # noqa: E402
+from controlplane.embedded.kube import start_kube_emulator  # noqa: E402
+from controlplane.embedded.prometheus import prometheus_server  # noqa: E402
 from tests.support.traffic import CANARY, TrafficGenerator  # noqa: E402
 from workers.reference_models import build_reference_model, golden_inputs_and_labels  # noqa: E402
 

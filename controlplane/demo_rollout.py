@@ -58,8 +58,8 @@ class Platform:
 def platform(say: Callable[[str], None]) -> Iterator[Platform]:
     """Start the emulator (with the model server's empty stable Deployment) and Prometheus; stop both after."""
     # The embedded parts live with the test support code; the demo runs from the repository.
-    from tests.support.kube import start_kube_emulator
-    from tests.support.prometheus import prometheus_server
+    from controlplane.embedded.kube import start_kube_emulator
+    from controlplane.embedded.prometheus import prometheus_server
 
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # the emulator's per-request log
     workdir = Path(tempfile.mkdtemp(prefix="mlcp-demo-rollouts-"))

@@ -5,7 +5,7 @@ import uuid
 import pytest
 
 from k8s import Cluster, DeploymentWorkloads, RetryPolicy
-from tests.support.kube import start_kube_emulator
+from controlplane.embedded.kube import start_kube_emulator
 
 # Real backoff shape, test-sized delays: a retried call costs milliseconds.
 FAST_RETRY = RetryPolicy(attempts=5, base_delay_s=0.01, max_delay_s=0.05)

@@ -18,7 +18,7 @@ from rollouts.controller import Controller, plan
 from rollouts.metrics import PrometheusMetricsProvider
 from rollouts.models import AnalysisRun, RolloutEvent
 from tests.rollouts.conftest import FAST, SLOW
-from tests.support.prometheus import TrafficPhase, arm_traffic, prometheus_server
+from controlplane.embedded.prometheus import TrafficPhase, arm_traffic, prometheus_server
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.django_db

@@ -27,7 +27,7 @@ from rollouts.choices import Phase
 from rollouts.controller import Controller
 from rollouts.metrics import PrometheusMetricsProvider
 from rollouts.models import AnalysisRun
-from tests.support.prometheus import prometheus_server
+from controlplane.embedded.prometheus import prometheus_server
 from workers.reference_models import build_reference_model, golden_inputs_and_labels
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]

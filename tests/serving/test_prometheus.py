@@ -11,7 +11,7 @@ from rollouts.analysis import AnalysisConfig, Verdict
 from rollouts.metrics import PrometheusMetricsProvider, analyze
 from tests.factories import tiny_onnx
 from tests.serving import serve_signed
-from tests.support.prometheus import prometheus_server
+from controlplane.embedded.prometheus import prometheus_server
 from tests.support.traffic import CANARY, STABLE, TrafficGenerator
 
 INPUTS = [[0.1, 0.2, 0.3, 0.4], [1.0, 0.0, 0.5, 0.25], [0.0, 1.0, 1.0, 0.0]]
