@@ -10,6 +10,7 @@ itself (see `controlplane.demo_rollout`), and leaves the web UI and API up.
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -42,6 +43,8 @@ class Command(BaseCommand):
             os.execve(sys.executable, [sys.executable, str(ROOT / "manage.py"), "demo", "--port", str(port),
                                        "--gate-timeout", str(gate_timeout)] + (["--no-serve"] if no_serve else []),
                       env)
+        # A SIGTERM (not only Ctrl-C) must run the cleanup below: the worker and servers are our children.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         self._step("migrating the database")
         call_command("migrate", verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
@@ -213,5 +216,11 @@ class Command(BaseCommand):
             self.stdout.write(f"    token {role:<9} {token}")
         self.stdout.write(f"    try: MLCP_URL={base} MLCP_TOKEN={tokens['viewer']} .venv/bin/mlcp versions digits-resnet")
         self.stdout.write("    Ctrl-C stops it.")
-        subprocess.call([sys.executable, "-m", "gunicorn", "controlplane.wsgi", "--bind", f"127.0.0.1:{port}",
-                         "--workers", "2", "--timeout", "600"], cwd=ROOT, env=dict(os.environ))
+        server = subprocess.Popen([sys.executable, "-m", "gunicorn", "controlplane.wsgi", "--bind",
+                                   f"127.0.0.1:{port}", "--workers", "2", "--timeout", "600"],
+                                  cwd=ROOT, env=dict(os.environ))
+        try:
+            server.wait()
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
