@@ -33,5 +33,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
+    path("rollouts/", include("rollouts.ui.urls")),
     path("", include("registry.ui.urls")),
 ]

@@ -1,0 +1,83 @@
+"""Rollout web UI views: authorize (the registry UI's `requires`), call one function, render or redirect.
+
+Viewers read; pause, resume, abort and rollback need the `oncall` role (admins
+have every role). Domain errors become messages on the page, never a 500.
+"""
+
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from controlplane.errors import MlcpError
+from controlplane.roles import Role, has_role, roles_of
+from registry import services as registry
+from registry.ui.views import requires
+from rollouts import services
+from rollouts.ui import pages
+
+
+def _context(request, page: dict) -> dict:
+    return page | {"roles": sorted(roles_of(request.user)), "is_oncall": has_role(request.user, Role.ONCALL)}
+
+
+@require_GET
+@requires(Role.VIEWER)
+def rollout_list(request):
+    return render(request, "rollouts/ui/rollout_list.html", _context(request, pages.rollouts_overview()))
+
+
+@require_GET
+@requires(Role.VIEWER)
+def model_rollouts(request, name):
+    return render(request, "rollouts/ui/model_rollouts.html", _context(request, pages.model_rollouts_page(name)))
+
+
+@require_GET
+@requires(Role.VIEWER)
+def rollout_detail(request, pk):
+    return render(request, "rollouts/ui/rollout_detail.html", _context(request, pages.rollout_page(pk)))
+
+
+@require_POST
+@requires(Role.ONCALL)
+def pause(request, pk):
+    return _control(request, pk, services.pause, "paused")
+
+
+@require_POST
+@requires(Role.ONCALL)
+def resume(request, pk):
+    return _control(request, pk, services.resume, "resumed")
+
+
+@require_POST
+@requires(Role.ONCALL)
+def abort(request, pk):
+    return _control(request, pk, services.abort, "aborted: all traffic goes back to stable")
+
+
+def _control(request, pk, act, done: str):
+    rollout = services.get_rollout(pk)
+    try:
+        act(rollout, actor=request.user, reason=request.POST.get("reason", "").strip())
+    except MlcpError as exc:
+        messages.error(request, f"Rollout {rollout.pk} not {done.split(':')[0]}: {exc.detail}")
+    else:
+        messages.success(request, f"Rollout {rollout.pk} {done}.")
+    return redirect("rollouts_ui:rollout", pk=rollout.pk)
+
+
+@require_POST
+@requires(Role.ONCALL)
+def rollback(request, name):
+    model = registry.get_model(name)
+    try:
+        rollout = services.rollback(model, reason=request.POST.get("reason", "").strip(), actor=request.user)
+    except MlcpError as exc:
+        messages.error(request, f"Not rolled back: {exc.detail}")
+        return redirect("rollouts_ui:model", name=model.name)
+    if rollout.kind == "rollback":
+        messages.success(request, f"Rolling {model.name} back to v{rollout.version.number} (rollout {rollout.pk}).")
+    else:
+        messages.success(request, f"Rollout {rollout.pk} of v{rollout.version.number} is rolling back to stable.")
+    return redirect("rollouts_ui:rollout", pk=rollout.pk)
