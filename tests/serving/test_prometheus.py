@@ -73,10 +73,12 @@ def test_prometheus_sees_the_requests_and_the_analysis_fails_only_the_erring_can
         provider = PrometheusMetricsProvider(prometheus.url)
         observed = provider.observe("tiny", "2", "1", at, [window], window)
         canary_counts, stable_counts = observed.canary.counts[window], observed.stable.counts[window]
-        # increase() extrapolates at the window's edges: close to the true counts, not equal.
-        assert canary_counts.total == pytest.approx(bad_report.count(CANARY), rel=0.15)
-        assert canary_counts.errors == pytest.approx(bad_report.count(CANARY, 500), rel=0.15)
-        assert stable_counts.total == pytest.approx(sent_to_stable, rel=0.15)
+        # The exact counts were checked on the raw counters above. increase() extrapolates at the
+        # window's edges, by up to about a scrape interval's worth of traffic on a loaded machine
+        # (seen: +18%), so this only checks that each arm reads its own series: swapped arms differ 2x.
+        assert canary_counts.total == pytest.approx(bad_report.count(CANARY), rel=0.3)
+        assert canary_counts.errors == pytest.approx(bad_report.count(CANARY, 500), rel=0.3)
+        assert stable_counts.total == pytest.approx(sent_to_stable, rel=0.3)
         assert stable_counts.errors == 0
         assert observed.canary.p95_s is not None and observed.canary.p95_s < 10
 

@@ -210,7 +210,7 @@ class Command(BaseCommand):
         self.stdout.write(f"    web UI:          {base}/   (login admin / {password}; gate evidence on each version)")
         self.stdout.write(f"    Django admin:    {base}/admin/")
         self.stdout.write(f"    API:             {base}/api/v1/   docs: {base}/api/docs/")
-        self.stdout.write(f"    rollouts:        {base}/api/v1/rollouts/ and the Django admin (the emulator, "
+        self.stdout.write(f"    rollouts:        {base}/rollouts/ with their analysis history (the emulator, "
                           "Prometheus and model servers of the rollouts above were stopped)")
         for role, token in tokens.items():
             self.stdout.write(f"    token {role:<9} {token}")
