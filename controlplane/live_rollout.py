@@ -24,7 +24,8 @@ DEPLOYMENTS = "apps/v1/deployments"
 SERVER_IMAGE = "mlcp/serve:dev"
 # Analysis sized for Prometheus scraping every second and steps of seconds:
 # windows of at least 5 scrapes, and few requests before a step may pass.
-LIVE_ANALYSIS = {"min_window_s": 5, "min_requests": 20, "hold_budget_s": 60}
+# Seconds-long steps judge p95 on a few dozen requests: only a clear latency gap counts.
+LIVE_ANALYSIS = {"min_window_s": 5, "min_requests": 20, "hold_budget_s": 60, "min_latency_gap_ms": 50}
 
 
 # ------------------------------------------------------------- the cluster

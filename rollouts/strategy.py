@@ -135,7 +135,7 @@ class AnalysisSettings:
     def from_json(cls, raw: dict | None, slo: dict | None = None) -> "AnalysisSettings":
         raw, slo = dict(raw or {}), dict(slo or {})
         allowed = {"slo_target", "latency_threshold_ms", "min_requests", "alpha", "max_latency_ratio",
-                   "min_window_s", "hold_budget_s"}
+                   "min_latency_gap_ms", "min_window_s", "hold_budget_s"}
         unknown = set(raw) - allowed
         if unknown:
             raise InvalidInput(f"unknown analysis settings {sorted(unknown)}", code="invalid_analysis")
