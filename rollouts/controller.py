@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -166,16 +167,25 @@ def plan(state: RolloutState, observed: Observed) -> Action:
 
 # ---------------------------------------------------------- the controller
 
+# Waits on a tick's {future: rollout id}; returns (done, not done) futures, as
+# `concurrent.futures.wait` does.
+WaitForRollouts = Callable[[dict[futures.Future, int]], tuple[set[futures.Future], set[futures.Future]]]
+
+
 class Controller:
     """Reconciles every active rollout against one cluster and one metrics provider."""
 
     def __init__(self, cluster, provider, *, max_workers: int = 4, rollout_timeout_s: float = 60.0,
-                 fetcher_image: str | None = None) -> None:
+                 fetcher_image: str | None = None, wait_for_rollouts: WaitForRollouts | None = None) -> None:
         self.cluster = cluster
         self.provider = provider
         self.workloads = DeploymentWorkloads(cluster, **({"fetcher_image": fetcher_image} if fetcher_image else {}))
         self.max_workers = max_workers
         self.rollout_timeout_s = rollout_timeout_s
+        # How a tick waits for its rollouts' threads; tests put a condition in
+        # place of the wall-clock budget, which would make them depend on how
+        # fast the machine is.
+        self.wait_for_rollouts = wait_for_rollouts or self._wait_up_to_the_timeout
         self._in_flight: set[int] = set()
         self._lock = threading.Lock()
 
@@ -205,7 +215,7 @@ class Controller:
                     continue
                 self._in_flight.add(pk)
             pending[pool.submit(self._reconcile_in_thread, pk, now)] = pk
-        done, not_done = futures.wait(pending, timeout=self.rollout_timeout_s)
+        done, not_done = self.wait_for_rollouts(pending)
         for future in done:
             results[pending[future]] = future.result()
         for future in not_done:
@@ -213,6 +223,9 @@ class Controller:
             log.warning("rollout %s: reconcile still running after %ss", pending[future], self.rollout_timeout_s)
         pool.shutdown(wait=False)
         return results
+
+    def _wait_up_to_the_timeout(self, pending: dict[futures.Future, int]) -> tuple[set, set]:
+        return futures.wait(pending, timeout=self.rollout_timeout_s)
 
     def _reconcile_in_thread(self, pk: int, now: datetime) -> str:
         try:

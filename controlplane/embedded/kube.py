@@ -4,12 +4,21 @@
 free 127.0.0.1 port in a background thread; tests drive it with the official
 `kubernetes` client, so requests go through real HTTP, JSON and the client's
 (de)serialisation. `KubeEmulator.fail_next()` makes the next N API requests fail.
+
+One emulator serves a whole test session, so its thousandth request must cost
+what its first did, however many tests ran before: it keeps only the last
+`REQUEST_LOG_SIZE` requests, routes each request by looking at that request
+alone, and finds a named object by its key. (Left as it is, kmock keeps every
+request and re-filters all of them for every request it serves, so each
+request costs more than the one before.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
+import itertools
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +28,36 @@ import kmock
 from kubernetes import client as kube
 
 from k8s.client import build_api_client
+
+# Enough for any one test's assertions on the requests it made.
+REQUEST_LOG_SIZE = 10_000
+
+# The request being routed. A context variable belongs to the asyncio task that
+# set it, so requests served at the same time each see their own.
+_routing: contextvars.ContextVar[kmock.Request | None] = contextvars.ContextVar("routing", default=None)
+
+
+class RequestLog(collections.deque):
+    """The last `maxlen` requests served, and how many were ever served.
+
+    `served` is a mark that never shifts when old requests fall off the log,
+    unlike a position in it.
+    """
+
+    def __init__(self, maxlen: int) -> None:
+        super().__init__(maxlen=maxlen)
+        self.served = 0
+
+    def append(self, request) -> None:
+        super().append(request)
+        self.served += 1
+
+    def since(self, mark: int) -> list:
+        """The requests served after `mark` (an earlier `served`)."""
+        newer = self.served - mark
+        if newer > len(self):
+            raise RuntimeError(f"{newer} requests were served since the mark; the log keeps the last {len(self)}")
+        return list(itertools.islice(self, len(self) - newer, None))
 
 
 @dataclass(frozen=True)
@@ -39,7 +78,8 @@ class _FaultyEmulator(kmock.KubernetesEmulator):
 
     On top of kmock it stamps `metadata.resourceVersion` on every write, bumps
     `metadata.generation` when `spec` changes, and answers 409 to a write that
-    carries a stale resourceVersion, as a real API server does.
+    carries a stale resourceVersion, as a real API server does. It also costs
+    the same per request however many it served before (see the module's doc).
     """
 
     # Faults are checked before the emulator touches its store: a kmock reaction
@@ -49,18 +89,53 @@ class _FaultyEmulator(kmock.KubernetesEmulator):
     faults_lock: threading.Lock = attrs.field(factory=threading.Lock)
     last_resource_version: int = 0
 
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self._requests = RequestLog(REQUEST_LOG_SIZE)
+        # Each reaction keeps the requests it answered as well; bounded, so that
+        # a long session does not hold on to every request it ever served.
+        for reaction in self._payloads:
+            object.__setattr__(reaction, "_requests", collections.deque(maxlen=REQUEST_LOG_SIZE))
+
+    def __iter__(self):
+        # kmock routes a request by asking each reaction `request in reaction`,
+        # which iterates the handler's whole request log through the reaction's
+        # filters. The emulator's reactions filter by method, path and resource,
+        # never by what came before (no slices such as `kmock['get'][:1]`; do
+        # not add one), so while a request is being routed the answer depends
+        # on that request alone.
+        routing = _routing.get()
+        if routing is not None:
+            yield routing
+        else:
+            yield from self._requests
+
     async def _handle(self, request):
-        if request.resource is not None:
-            fault = self._take_fault(str(request.method.value))
-            if fault is not None:
-                raise kmock.KubernetesError(
-                    status=fault.status, reason=fault.reason,
-                    message=f"injected fault: {fault.status} {fault.reason}",
-                    details={"injected": True},
-                )
-            if request.action == kmock.action.UPDATE:
-                self._check_resource_version(request)
-        return await super()._handle(request)
+        routing = _routing.set(request)
+        try:
+            if request.resource is not None:
+                fault = self._take_fault(str(request.method.value))
+                if fault is not None:
+                    raise kmock.KubernetesError(
+                        status=fault.status, reason=fault.reason,
+                        message=f"injected fault: {fault.status} {fault.reason}",
+                        details={"injected": True},
+                    )
+                if request.action == kmock.action.UPDATE:
+                    self._check_resource_version(request)
+            return await super()._handle(request)
+        finally:
+            _routing.reset(routing)
+
+    def _KubernetesEmulator__get_objs(self, request, strict):
+        # Overrides kmock's private `__get_objs`, which its fetch, create,
+        # update and delete use: it compares every stored object with the
+        # request, and objects pile up over a session (each test has its own
+        # namespace), so a named object is found by its key instead.
+        if strict and request.name is not None:
+            key = (request.resource, request.namespace, request.name)
+            return [self.objects[key]] if key in self.objects else []
+        return super()._KubernetesEmulator__get_objs(request, strict)
 
     async def _serve_create(self, request):
         name = request.name or (request.data.get("metadata") or {}).get("name")
@@ -176,13 +251,20 @@ class KubeEmulator:
         """Change a stored object directly, as a cluster controller would (e.g. status)."""
         self._on_loop(lambda: self.handler.objects[resource, namespace, name].patch(changes))
 
-    def requests(self) -> list[tuple[str, str, str | None, str | None, str | None, dict]]:
-        """(method, group, plural, subresource, name, query) of every API request so far."""
+    def mark(self) -> int:
+        """A point in the request log: `requests(since=mark)` lists the API requests served after it."""
+        return self._on_loop(lambda: self.handler._requests.served)
+
+    def requests(self, since: int | None = None) -> list[tuple[str, str, str | None, str | None, str | None, dict]]:
+        """(method, group, plural, subresource, name, query) of each API request served since
+        the mark `since`, or of each one the log still holds (the last `REQUEST_LOG_SIZE`)."""
         def read():
+            log = self.handler._requests
+            served = list(log) if since is None else log.since(since)
             return [
                 (str(r.method.value), r.resource.group, r.resource.plural, r.subresource, r.name,
                  dict(r.params))
-                for r in self.handler if r.resource is not None
+                for r in served if r.resource is not None
             ]
         return self._on_loop(read)
 

@@ -1,7 +1,6 @@
 """Transient API failures are retried; a dead API is a clear `ClusterUnavailable`."""
 
 import socket
-import time
 
 import pytest
 
@@ -12,7 +11,7 @@ from tests.k8s.test_workloads import SPEC
 
 def test_transient_500_and_409_are_retried_until_success(kube_emulator, workloads, namespace, stable):
     workloads.ensure_canary(namespace, "resnet-server", SPEC, replicas=1)
-    before = len(kube_emulator.requests())
+    before = kube_emulator.mark()
     kube_emulator.fail_next(1, status=500, reason="InternalError", methods=("GET",))
     kube_emulator.fail_next(2, status=409, reason="Conflict", methods=("PATCH",))
 
@@ -22,7 +21,7 @@ def test_transient_500_and_409_are_retried_until_success(kube_emulator, workload
     assert kube_emulator.object(DEPLOYMENTS, namespace, "resnet-server-canary")["spec"]["replicas"] == 3
     assert kube_emulator.pending_faults() == 0
     # Each retry re-read the object before re-applying: GET(500), GET, PATCH(409) x2, GET, PATCH.
-    methods = [r[0] for r in kube_emulator.requests()[before:]]
+    methods = [r[0] for r in kube_emulator.requests(since=before)]
     assert methods == ["GET", "GET", "PATCH", "GET", "PATCH", "GET", "PATCH"]
 
 
@@ -40,14 +39,14 @@ def test_stale_resource_version_is_reread_and_reapplied(kube_emulator, workloads
         return deployment
 
     workloads._read = read_then_race
-    before = len(kube_emulator.requests())
+    before = kube_emulator.mark()
     workloads.promote_canary(namespace, "resnet-server")
 
     promoted = kube_emulator.object(DEPLOYMENTS, namespace, "resnet-server")
     assert promoted["metadata"]["labels"]["mlcp.io/version"] == "2"
     assert promoted["spec"]["template"] != stable_doc["spec"]["template"]
     # The first PATCH carried the stale resourceVersion and got 409; the retry re-read and won.
-    assert [r[0] for r in kube_emulator.requests()[before:]] == ["GET", "GET", "PATCH", "GET", "GET", "PATCH"]
+    assert [r[0] for r in kube_emulator.requests(since=before)] == ["GET", "GET", "PATCH", "GET", "GET", "PATCH"]
 
 
 def test_too_many_failures_give_up_with_cluster_unavailable(kube_emulator, workloads, namespace, stable):
@@ -59,10 +58,10 @@ def test_too_many_failures_give_up_with_cluster_unavailable(kube_emulator, workl
 
 
 def test_not_found_and_invalid_are_not_retried(kube_emulator, workloads, namespace):
-    before = len(kube_emulator.requests())
+    before = kube_emulator.mark()
     with pytest.raises(ClusterObjectMissing):
         workloads.scale(namespace, "no-such-deployment", 2)
-    assert len(kube_emulator.requests()) - before == 1
+    assert len(kube_emulator.requests(since=before)) == 1
 
 
 def test_api_down_raises_cluster_unavailable(namespace):
@@ -71,7 +70,6 @@ def test_api_down_raises_cluster_unavailable(namespace):
         dead_port = probe.getsockname()[1]
     cluster = Cluster(build_api_client(host=f"http://127.0.0.1:{dead_port}"),
                       request_timeout=(1.0, 1.0), retry=FAST_RETRY)
-    started = time.monotonic()
 
     with pytest.raises(ClusterUnavailable) as caught:
         DeploymentWorkloads(cluster).read_stable(namespace, "resnet-server")
@@ -80,4 +78,3 @@ def test_api_down_raises_cluster_unavailable(namespace):
     assert caught.value.code == "cluster_unavailable" and caught.value.http_status == 503
     assert caught.value.context == {"attempts": FAST_RETRY.attempts, "namespace": namespace,
                                     "name": "resnet-server"}
-    assert time.monotonic() - started < 5

@@ -184,7 +184,7 @@ def test_controller_rbac_is_least_privilege(kube_emulator, cluster, namespace):
     canary, both routers, promotion, rollback; recorded by the emulator."""
     cluster.apps.create_namespaced_deployment(namespace, model_server())
     create_route(cluster, namespace, httproute())
-    before = len(kube_emulator.requests())
+    before = kube_emulator.mark()
 
     workloads = DeploymentWorkloads(cluster)
     workloads.read_stable(namespace, "resnet-server")
@@ -200,6 +200,6 @@ def test_controller_rbac_is_least_privilege(kube_emulator, cluster, namespace):
     by_route.route(0)
     workloads.scale_canary_to_zero(namespace, "resnet-server")
 
-    used = permissions_used(kube_emulator.requests()[before:])
+    used = permissions_used(kube_emulator.requests(since=before))
     role = by_id(render(MANIFESTS / "base"))["Role", "mlcp-controller"]
     assert role_permissions(role) == used

@@ -2,6 +2,7 @@
 
 import threading
 import uuid
+from concurrent import futures
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -35,15 +36,28 @@ def test_released_lease_is_free_at_once():
 
 
 class BlockingProvider:
-    """Stands in for a Prometheus that hangs for one model."""
+    """Stands in for a Prometheus that hangs for one model until released."""
 
     def __init__(self, stuck_model):
         self.stuck_model, self.release = stuck_model, threading.Event()
 
     def observe(self, model, *args, **kwargs):
         if model == self.stuck_model:
-            self.release.wait(10)
+            self.release.wait()
         raise AssertionError("not reached in this test")
+
+
+def all_finished_but(stuck_pk):
+    """A tick's wait that returns once every rollout but `stuck_pk` has finished.
+
+    It stands in for the controller's wall-clock budget, so the test does not
+    depend on how fast this machine, or the emulator after earlier tests, is.
+    """
+    def wait(pending):
+        others = [future for future, pk in pending.items() if pk != stuck_pk]
+        futures.wait(others)
+        return futures.wait(pending, timeout=0)
+    return wait
 
 
 @pytest.mark.django_db(transaction=True)
@@ -65,7 +79,7 @@ def test_a_hung_rollout_does_not_block_the_others(make_version, kube_emulator):
         rollouts[name] = rollout
     # Canaries exist and are ready, so the next tick asks the provider.
     provider = BlockingProvider("stuck")
-    controller = Controller(cluster, provider, max_workers=2, rollout_timeout_s=1.0)
+    controller = Controller(cluster, provider, max_workers=2, wait_for_rollouts=all_finished_but(rollouts["stuck"].pk))
     services.pause(rollouts["fine"], actor="test")
     controller._ensure_step(rollouts["stuck"])
     for name in ("stuck",):

@@ -161,7 +161,7 @@ def test_traffic_generator_follows_the_weight_it_reads_and_its_bounds(tiny_serve
 
     weight = {"now": 0.0}
     generator = TrafficGenerator(tiny_server.url, tiny_server.url, lambda: weight["now"], [[1, 2, 3, 4]],
-                                 rate_per_s=200, max_requests=60, max_seconds=20, weight_refresh_s=0.0)
+                                 rate_per_s=200, max_requests=60, max_seconds=600, weight_refresh_s=0.0)
     with generator:
         while generator.report().sent < 20:
             time.sleep(0.01)

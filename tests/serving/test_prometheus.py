@@ -56,7 +56,8 @@ def test_prometheus_sees_the_requests_and_the_analysis_fails_only_the_erring_can
         # Series must be scraped at 0 before traffic, as they would be in a cluster.
         wait_for(lambda: total(prometheus, "3", "canary") == 0 and total(prometheus, "2", "canary") == 0)
         started = datetime.now(UTC)
-        bounds = {"rate_per_s": 100, "max_requests": 500, "max_seconds": 30, "workers": 4}
+        # The count bounds the traffic; the time bound is only a hang guard, far above 5 s of nominal traffic.
+        bounds = {"rate_per_s": 100, "max_requests": 500, "max_seconds": 600, "workers": 4}
         to_bad = TrafficGenerator(stable.url, bad.url, lambda: 0.5, INPUTS, seed=1, **bounds).start()
         to_good = TrafficGenerator(stable.url, good.url, lambda: 0.5, INPUTS, seed=2, **bounds).start()
         bad_report, good_report = to_bad.wait(), to_good.wait()
