@@ -298,7 +298,7 @@ def register_golden_set(model: RegisteredModel, staged: StagedBlob, *, actor, de
     try:
         digest = staged.digest or staged.finish()
         with open(staged.path, "rb") as fh:
-            summary = describe_golden_set(fh.read())
+            summary = describe_golden_set(fh)
         bundle = signing.sign_digest(digest, f"{model.name}-golden.npz")
         staged.commit()
     except BaseException:

@@ -100,3 +100,97 @@ def write_large_onnx(path, payload_bytes: int, chunk: int = 8 * 1024 * 1024) -> 
             piece = block[: min(len(block), remaining)]
             fh.write(piece)
             remaining -= len(piece)
+
+
+# ------------------------------------------------------------- hostile uploads
+
+def len_field(number: int, payload: bytes) -> bytes:
+    """A protobuf length-delimited field, framed by hand (for files onnx.helper will not build)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def external_tensor(name: str, location: str, *, with_location_flag: bool = True) -> TensorProto:
+    """A float tensor whose data lives in another file, as onnx's external-data format writes it."""
+    tensor = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=[4, 3])
+    if with_location_flag:
+        tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", "48")):
+        tensor.external_data.add(key=key, value=value)
+    return tensor
+
+
+def onnx_with_external_weights(location: str) -> bytes:
+    """tiny_onnx's classifier with its weight `W` stored as external data at `location`."""
+    model = onnx.load_from_string(tiny_onnx())
+    model.graph.initializer[0].CopyFrom(external_tensor("W", location))
+    return model.SerializeToString()
+
+
+def onnx_with_extra_graph_fields(*fields: bytes, base: bytes | None = None) -> bytes:
+    """A valid model's bytes with raw, hand-framed fields appended to its main graph."""
+    model = onnx.load_from_string(base or tiny_onnx())
+    graph = model.graph.SerializeToString() + b"".join(fields)
+    model.ClearField("graph")
+    return model.SerializeToString() + len_field(7, graph)  # ModelProto.graph = 7
+
+
+def deeply_nested_input(depth: int, name: str = "nested") -> bytes:
+    """A GraphProto.input field whose type is a sequence of sequence of ... `depth` levels deep."""
+    type_bytes = len_field(1, b"\x08\x01")  # TypeProto.tensor_type { elem_type: FLOAT }
+    for _ in range(depth):
+        # TypeProto.sequence_type (4) { Sequence.elem_type (1) { ... } }
+        type_bytes = len_field(4, len_field(1, type_bytes))
+    return len_field(11, len_field(1, name.encode()) + len_field(2, type_bytes))
+
+
+def write_onnx_with_huge_domain(path, domain_bytes: int, chunk: int = 8 * 1024 * 1024) -> None:
+    """tiny_onnx plus an opset_import whose domain is `domain_bytes` long, written in chunks."""
+    block = b"a" * chunk
+    opset_len = 1 + len(_varint(domain_bytes)) + domain_bytes + 2
+    with open(path, "wb") as fh:
+        fh.write(tiny_onnx())
+        fh.write(b"\x42" + _varint(opset_len))  # ModelProto.opset_import = 8
+        fh.write(b"\x0a" + _varint(domain_bytes))  # OperatorSetIdProto.domain = 1
+        remaining = domain_bytes
+        while remaining:
+            piece = block[: min(len(block), remaining)]
+            fh.write(piece)
+            remaining -= len(piece)
+        fh.write(b"\x10\x01")  # OperatorSetIdProto.version = 1
+
+
+def npz_bytes(compressed: bool = False, **arrays) -> bytes:
+    buffer = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def write_lying_npz(path, declared_bytes: int, real_bytes: int, chunk: int = 8 * 1024 * 1024) -> None:
+    """A small .npz whose 'inputs' declares `declared_bytes` of float32 (zip directory and .npy header agree)
+    but holds `real_bytes` of deflated zeros: what a zip bomb looks like to a reader that trusts sizes."""
+    import zipfile
+
+    from numpy.lib import format as npy_format
+
+    rows = declared_bytes // (4 * 128)
+    header = io.BytesIO()
+    npy_format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (rows, 128)})
+    header = header.getvalue()
+    labels = io.BytesIO()
+    np.save(labels, np.zeros(rows, dtype=np.int64))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("inputs.npy", "w") as member:
+            member.write(header)
+            zeros, remaining = bytes(chunk), real_bytes
+            while remaining:
+                member.write(zeros[: min(chunk, remaining)])
+                remaining -= min(chunk, remaining)
+        archive.writestr("labels.npy", labels.getvalue())
+    declared = len(header) + rows * 4 * 128
+    data = bytearray(open(path, "rb").read())
+    local = data.find(b"PK\x03\x04")
+    central = data.find(b"PK\x01\x02")
+    data[local + 22: local + 26] = declared.to_bytes(4, "little")  # local header: uncompressed size
+    data[central + 24: central + 28] = declared.to_bytes(4, "little")  # central directory: uncompressed size
+    with open(path, "wb") as fh:
+        fh.write(data)

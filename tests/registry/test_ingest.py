@@ -1,11 +1,13 @@
 """Registering a version: what is stored, what is read from the graph, and what a bad upload leaves."""
 
 import hashlib
+from pathlib import Path
 
 import pytest
 
 from registry.models import AuditEvent, Blob, ModelVersion
-from tests.factories import tiny_onnx, upload
+from tests.factories import (deeply_nested_input, onnx_with_external_weights, onnx_with_extra_graph_fields, tiny_onnx,
+                             upload)
 
 pytestmark = pytest.mark.django_db
 
@@ -119,3 +121,38 @@ def test_version_list_filters_by_status_and_tag(ci, resnet):
     found = ci.get("/api/v1/models/resnet/versions/", {"tag": "arch=resnet50"}).json()
     assert [v["number"] for v in found["results"]] == [2]
     assert ci.get("/api/v1/models/resnet/versions/", {"status": "approved"}).json()["count"] == 0
+
+
+@pytest.mark.parametrize("location", ["data/signing/development-key.pem", "/etc/passwd", "../x", "weights.bin"],
+                         ids=["inside-working-dir", "absolute", "parent-dir", "symlink-name"])
+def test_onnx_with_external_data_is_refused_at_upload(ci, resnet, stored_files, tmp_path, monkeypatch, location):
+    # The symlink case: a harmless-looking name that resolves to the signing key where the model is loaded.
+    (tmp_path / "weights.bin").symlink_to(Path(__file__).resolve().parents[2] / "data/signing/development-key.pem")
+    monkeypatch.chdir(tmp_path)
+    response = upload(ci, "resnet", onnx_with_external_weights(location))
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "external_data_refused"
+    assert location in body["detail"]
+    assert ModelVersion.objects.count() == 0
+    assert Blob.objects.count() == 0
+    assert stored_files() == []
+
+
+def test_input_type_nested_5000_levels_deep_is_a_400_not_a_500(ci, resnet, stored_files):
+    response = upload(ci, "resnet", onnx_with_extra_graph_fields(deeply_nested_input(5000)))
+    assert response.status_code == 400
+    assert response.json()["code"] == "malformed_onnx"
+    assert stored_files() == []
+
+
+def test_huge_opset_domain_is_refused_with_its_limit(ci, resnet, stored_files):
+    from onnx import load_from_string
+
+    model = load_from_string(tiny_onnx())
+    model.opset_import.add(domain="d" * 1_000_000, version=1)
+    response = upload(ci, "resnet", model.SerializeToString())
+    assert response.status_code == 400
+    assert response.json()["code"] == "onnx_field_too_large"
+    assert "65536 bytes" in response.json()["detail"]
+    assert stored_files() == []

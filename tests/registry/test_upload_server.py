@@ -12,8 +12,8 @@ from requests_toolbelt import MultipartEncoder
 
 from controlplane.accounts import issue_token
 from controlplane.roles import Role
-from registry.models import Blob, ModelVersion, RegisteredModel
-from tests.factories import tiny_onnx, write_large_onnx
+from registry.models import Blob, GoldenSet, ModelVersion, RegisteredModel
+from tests.factories import tiny_onnx, write_large_onnx, write_lying_npz, write_onnx_with_huge_domain
 from tests.support.servers import rss_high_water_kb
 from tests.support.webserver import gunicorn_server, worker_pids
 
@@ -27,10 +27,10 @@ def ci_token(transactional_db):
     return issue_token("ci-bot", Role.CI)
 
 
-def _post(base_url, token, path: Path, **fields):
+def _post(base_url, token, path: Path, *, part="artifact", route="versions", **fields):
     with open(path, "rb") as fh:
-        encoder = MultipartEncoder({**fields, "artifact": (path.name, fh, "application/octet-stream")})
-        return requests.post(f"{base_url}/api/v1/models/resnet/versions/", data=encoder, timeout=900,
+        encoder = MultipartEncoder({**fields, part: (path.name, fh, "application/octet-stream")})
+        return requests.post(f"{base_url}/api/v1/models/resnet/{route}/", data=encoder, timeout=900,
                              headers={"Authorization": f"Token {token}", "Content-Type": encoder.content_type})
 
 
@@ -95,3 +95,37 @@ def test_disk_full_is_507_and_stores_nothing(ci_token, tmp_path, isolated_artifa
     assert ModelVersion.objects.count() == 0
     assert Blob.objects.count() == 0
     assert [p for p in isolated_artifacts.rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.slow
+def test_one_mb_npz_declaring_two_gb_is_refused_with_server_memory_under_200_mb(ci_token, tmp_path,
+                                                                                isolated_artifacts):
+    golden_file = tmp_path / "bomb.npz"
+    write_lying_npz(golden_file, declared_bytes=2 * GIB, real_bytes=GIB)
+    assert golden_file.stat().st_size < 2 * 1024 * 1024
+    with gunicorn_server() as (base_url, master):
+        response = _post(base_url, ci_token, golden_file, part="golden_set", route="golden-sets")
+        peak_kb = rss_high_water_kb(worker_pids(master.pid)[0])
+    print(f"server worker peak RSS for a {golden_file.stat().st_size / 1024**2:.1f} MB .npz declaring 2 GiB: "
+          f"{peak_kb / 1024:.0f} MiB")
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "golden_set_too_large"
+    assert GoldenSet.objects.count() == 0 and Blob.objects.count() == 0
+    assert peak_kb < 200 * 1024
+
+
+@pytest.mark.slow
+def test_256_mb_onnx_with_a_huge_domain_string_is_refused_with_server_memory_under_200_mb(ci_token, tmp_path,
+                                                                                         isolated_artifacts):
+    model_file = tmp_path / "huge-domain.onnx"
+    write_onnx_with_huge_domain(model_file, 256 * 1024 * 1024)
+    with gunicorn_server() as (base_url, master):
+        response = _post(base_url, ci_token, model_file)
+        peak_kb = rss_high_water_kb(worker_pids(master.pid)[0])
+    print(f"server worker peak RSS for a {model_file.stat().st_size / 1024**2:.0f} MiB ONNX with a 256 MiB "
+          f"opset domain: {peak_kb / 1024:.0f} MiB")
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "onnx_field_too_large"
+    assert ModelVersion.objects.count() == 0 and Blob.objects.count() == 0
+    assert [p for p in (isolated_artifacts / "sha256").rglob("*") if p.is_file()] == []
+    assert peak_kb < 200 * 1024
