@@ -1,20 +1,29 @@
 """One place that turns errors into API responses: `{"code", "detail"}` JSON.
 
-Domain errors carry their own code and status; DRF's own errors are given
-stable codes; anything unexpected becomes a logged 500 with a generic body.
+Domain errors carry their own code and status; DRF's and Django's own errors
+are given stable codes. Django's error handlers (`handler400`, `handler403`,
+`handler404`, `handler500` in controlplane/urls.py) come here too: under
+/api/ they answer JSON, everywhere else the web UI's HTML pages. Anything
+unexpected is logged by Django (logger `django.request`, with the traceback)
+and answered with a generic 500 body that carries no trace of it.
 """
 
 import logging
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent, TooManyFilesSent
+from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions as drf
+from rest_framework import parsers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from controlplane.errors import MlcpError
+from controlplane.errors import BadRequest, Forbidden, InternalError, MlcpError, NotFound, PayloadTooLarge
 
 log = logging.getLogger(__name__)
+API_PREFIX = "/api/"
 
 _DRF_CODES = {
     drf.NotAuthenticated: "not_authenticated",
@@ -22,6 +31,7 @@ _DRF_CODES = {
     drf.PermissionDenied: "permission_denied",
     drf.NotFound: "not_found",
     drf.MethodNotAllowed: "method_not_allowed",
+    drf.NotAcceptable: "not_acceptable",
     drf.UnsupportedMediaType: "unsupported_media_type",
     drf.ParseError: "malformed_request",
     drf.ValidationError: "invalid_input",
@@ -30,6 +40,16 @@ _DRF_CODES = {
 
 
 def exception_handler(exc, context):
+    """DRF's EXCEPTION_HANDLER: every error raised in an API view, as `{"code", "detail"}`.
+
+    Returns None for anything unexpected: DRF re-raises it and Django's
+    handler500 (`server_error` below) answers.
+    """
+    refused = None if isinstance(exc, MlcpError) else _from_django(exc)
+    if refused is not None:
+        # Django would have logged these to django.security; DRF caught them first.
+        log.warning("refused an API request: %s: %s", type(exc).__name__, exc)
+        exc = refused
     if isinstance(exc, MlcpError):
         return Response(exc.as_dict(), status=exc.http_status)
     if isinstance(exc, Http404):
@@ -48,9 +68,75 @@ def exception_handler(exc, context):
     return response
 
 
+def _from_django(exc) -> MlcpError | None:
+    """Django's refusals of a request (raised lazily, when the body is first read) as domain errors."""
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge(f"the request's form fields exceed {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes; "
+                               "send large content as a file part", limit=settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+    if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+        return BadRequest("the request has too many form fields or file parts", code="too_many_fields")
+    if isinstance(exc, SuspiciousOperation):
+        # Django's message can name internals (a setting, the Host header it refused): keep it in the log.
+        return BadRequest("the request was refused as malformed")
+    return None
+
+
 def _flatten(detail) -> str:
     if isinstance(detail, dict):
         return "; ".join(f"{key}: {_flatten(value)}" for key, value in detail.items())
     if isinstance(detail, list):
         return " ".join(_flatten(item) for item in detail)
     return str(detail)
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser, except that a body nested deeper than Python's decoder can follow is a 400.
+
+    json.loads raises RecursionError, not ValueError, for `[[[[...` a few
+    thousand deep; DRF would let that through as a 500.
+    """
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise drf.ParseError("JSON parse error - the body is nested too deeply") from None
+
+
+# The parsers of every API view that reads a body (DRF's defaults, with the JSON parser above).
+API_PARSERS = [JSONParser, parsers.FormParser, parsers.MultiPartParser]
+
+
+# ------------------------------------------------ Django's error handlers
+
+def is_api_request(request) -> bool:
+    return request.path.startswith(API_PREFIX)
+
+
+def error_response(error: MlcpError) -> JsonResponse:
+    """The API's error body for responses made outside DRF (Django's handlers, middleware)."""
+    return JsonResponse(error.as_dict(), status=error.http_status)
+
+
+def bad_request(request, exception):
+    if not is_api_request(request):
+        return defaults.bad_request(request, exception)
+    return error_response(_from_django(exception) or BadRequest("the request was refused as malformed"))
+
+
+def permission_denied(request, exception):
+    if not is_api_request(request):
+        return defaults.permission_denied(request, exception)
+    return error_response(Forbidden("you may not do this"))
+
+
+def page_not_found(request, exception):
+    if not is_api_request(request):
+        return defaults.page_not_found(request, exception)
+    return error_response(NotFound(f"no API endpoint at {request.path[:200]}; see /api/docs/"))
+
+
+def server_error(request):
+    if not is_api_request(request):
+        return defaults.server_error(request)
+    return error_response(InternalError("the server failed while handling this request; the error was logged"))

@@ -65,3 +65,22 @@ class UpstreamUnavailable(MlcpError):
 
     code = "upstream_unavailable"
     http_status = 503
+
+
+class BadRequest(MlcpError):
+    """A request Django refused before any endpoint saw it (a bad Host header, too many fields)."""
+
+    code = "bad_request"
+    http_status = 400
+
+
+class Forbidden(MlcpError):
+    code = "permission_denied"
+    http_status = 403
+
+
+class InternalError(MlcpError):
+    """Something failed that the client cannot fix; the details are in the server's log only."""
+
+    code = "internal_error"
+    http_status = 500

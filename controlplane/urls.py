@@ -1,4 +1,7 @@
-"""URL map: the REST API under /api/v1/, its schema, the web UI and the admin."""
+"""URL map: the REST API under /api/v1/, its schema, the web UI and the admin.
+
+Django's error pages go through controlplane.api: JSON under /api/, HTML elsewhere.
+"""
 
 from django.contrib import admin
 from django.urls import include, path, re_path
@@ -36,3 +39,8 @@ urlpatterns = [
     path("rollouts/", include("rollouts.ui.urls")),
     path("", include("registry.ui.urls")),
 ]
+
+handler400 = "controlplane.api.bad_request"
+handler403 = "controlplane.api.permission_denied"
+handler404 = "controlplane.api.page_not_found"
+handler500 = "controlplane.api.server_error"

@@ -1,11 +1,52 @@
-"""How registry rows look in the API."""
+"""How registry rows look in the API, and what each write accepts.
+
+Every field a client writes is checked here for type, range and size, so a
+malformed body is a 400 `invalid_input` naming the field, never a 500 and
+never a row that breaks a listing, a gate or a rollout later.
+"""
 
 import json
+from urllib.parse import urlsplit
 
-
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from registry.models import Alias, AliasMove, AuditEvent, GateResult, GoldenSet, ModelVersion, RegisteredModel
+from registry.models import (Alias, AliasMove, AuditEvent, GateResult, GoldenSet, ModelVersion, RegisteredModel,
+                             model_name_validator)
+
+MAX_DESCRIPTION = 10_000
+MAX_REASON = 2000
+MAX_CLASS_LABELS = 50_000  # ImageNet-21k has 21,841 classes
+MAX_LABEL = 256
+MAX_TAGS = 64
+MAX_TAG_KEY = 128
+MAX_TAG_VALUE = 1024
+MAX_SIGNATURE_TENSORS = 1024
+MAX_TENSOR_NAME = 256
+MAX_RANK = 32
+MAX_LATENCY_MS = 3_600_000
+MAX_VERSION_NUMBER = 2**31 - 1  # PositiveIntegerField
+
+# What a version listing shows of each version's signatures and graph info (the detail shows all of it).
+LISTED_TENSORS = 16
+LISTED_DIMS = 8
+LISTED_NAME = 128
+LISTED_OPSETS = 16
+LISTED_REASON = 1000
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _require_http_url(value: str) -> str:
+    if value and urlsplit(value).scheme not in ("http", "https"):
+        raise serializers.ValidationError("must be an http:// or https:// URL")
+    return value
 
 
 class RegisteredModelSerializer(serializers.ModelSerializer):
@@ -18,6 +59,7 @@ class RegisteredModelSerializer(serializers.ModelSerializer):
         fields = ["name", "description", "task", "class_labels", "owner", "gate_policy", "slo",
                   "notification_webhook", "default_golden_set", "aliases", "created_at", "created_by"]
         read_only_fields = ["created_at", "created_by", "default_golden_set", "aliases"]
+        extra_kwargs = {"description": {"max_length": MAX_DESCRIPTION}}
 
     def get_default_golden_set(self, obj) -> int | None:
         return obj.default_golden_set.number if obj.default_golden_set else None
@@ -25,14 +67,46 @@ class RegisteredModelSerializer(serializers.ModelSerializer):
     def get_aliases(self, obj) -> dict:
         return {a.name: a.version.number for a in obj.aliases.select_related("version")}
 
+    def validate_class_labels(self, value):
+        if not isinstance(value, list) or not all(isinstance(label, str) for label in value):
+            raise serializers.ValidationError("class_labels must be a JSON list of strings")
+        if len(value) > MAX_CLASS_LABELS:
+            raise serializers.ValidationError(f"at most {MAX_CLASS_LABELS} class labels, not {len(value)}")
+        if any(len(label) > MAX_LABEL for label in value):
+            raise serializers.ValidationError(f"a class label is at most {MAX_LABEL} characters")
+        return value
+
+    def validate_gate_policy(self, value):
+        # Imported here: the gates package loads onnxruntime, which only writes of a policy need.
+        from controlplane.errors import InvalidInput
+        from workers.gates.policy import resolve_gate_policy
+
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("gate_policy must be a JSON object of overrides")
+        try:
+            resolve_gate_policy(value)  # the same check the gates apply: a typo must not loosen a gate later
+        except InvalidInput as exc:
+            raise serializers.ValidationError(exc.detail) from None
+        return value
+
     def validate_slo(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError('slo must be a JSON object, e.g. {"availability": 0.999, '
+                                              '"latency_p95_ms": 250}')
+        unknown = sorted(set(value) - {"availability", "latency_p95_ms"})
+        if unknown:
+            raise serializers.ValidationError(f"unknown SLO fields {unknown[:5]}; use availability, latency_p95_ms")
         availability = value.get("availability", 0.999)
-        if not isinstance(availability, (int, float)) or not 0 < availability < 1:
+        if not _is_number(availability) or not 0 < availability < 1:
             raise serializers.ValidationError("availability must be a number between 0 and 1, e.g. 0.999")
         latency = value.get("latency_p95_ms", 250)
-        if not isinstance(latency, (int, float)) or latency <= 0:
-            raise serializers.ValidationError("latency_p95_ms must be a positive number")
+        if not _is_number(latency) or not 0 < latency <= MAX_LATENCY_MS:
+            raise serializers.ValidationError(f"latency_p95_ms must be a number of milliseconds, 0 < ms <= "
+                                              f"{MAX_LATENCY_MS}")
         return value
+
+    def validate_notification_webhook(self, value):
+        return _require_http_url(value)
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -57,7 +131,71 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
     def get_links(self, obj) -> dict:
         base = f"/api/v1/models/{obj.model.name}/versions/{obj.number}/"
-        return {name: base + name for name in ("artifact", "signature", "verify", "gates")}
+        return {"self": base} | {name: base + name for name in ("artifact", "signature", "verify", "gates")}
+
+
+class ModelVersionSummarySerializer(ModelVersionSerializer):
+    """A version in a listing: the same fields, with signatures and graph info cut to a bounded summary.
+
+    A graph's declared names, shapes and opset domains are whatever its
+    exporter wrote, of any length and number; a listing of fifty versions
+    must stay small whatever they hold. `truncated` says whether anything was
+    cut; the version's own endpoint (`links.self`) has all of it.
+    """
+
+    input_signature = serializers.SerializerMethodField()
+    output_signature = serializers.SerializerMethodField()
+    graph_info = serializers.SerializerMethodField()
+    status_reason = serializers.SerializerMethodField()
+    truncated = serializers.SerializerMethodField()
+
+    class Meta(ModelVersionSerializer.Meta):
+        fields = ModelVersionSerializer.Meta.fields + ["truncated"]
+        read_only_fields = fields
+
+    def get_input_signature(self, obj) -> list:
+        return _tensors_summary(obj.input_signature)
+
+    def get_output_signature(self, obj) -> list:
+        return _tensors_summary(obj.output_signature)
+
+    def get_graph_info(self, obj) -> dict:
+        info = obj.graph_info if isinstance(obj.graph_info, dict) else {}
+        opsets = info.get("opsets") if isinstance(info.get("opsets"), dict) else {}
+        summary = {"opsets": {_clip(domain): version for domain, version in list(opsets.items())[:LISTED_OPSETS]}}
+        if _is_whole(info.get("ir_version")):
+            summary["ir_version"] = info["ir_version"]
+        return summary
+
+    def get_status_reason(self, obj) -> str:
+        return obj.status_reason[:LISTED_REASON]
+
+    def get_truncated(self, obj) -> bool:
+        summarized = {"input_signature": self.get_input_signature(obj),
+                      "output_signature": self.get_output_signature(obj),
+                      "status_reason": self.get_status_reason(obj)}
+        full = {"input_signature": obj.input_signature, "output_signature": obj.output_signature,
+                "status_reason": obj.status_reason}
+        info = obj.graph_info if isinstance(obj.graph_info, dict) else {}
+        # graph_info's other entries (declared_signature, parity) are left out of listings on purpose.
+        return summarized != full or self.get_graph_info(obj)["opsets"] != info.get("opsets", {})
+
+
+def _clip(value, limit: int = LISTED_NAME):
+    return value[:limit] if isinstance(value, str) else value
+
+
+def _tensors_summary(tensors) -> list[dict]:
+    if not isinstance(tensors, list):
+        return []
+    summary = []
+    for tensor in tensors[:LISTED_TENSORS]:
+        tensor = tensor if isinstance(tensor, dict) else {}
+        shape = tensor.get("shape")
+        summary.append({"name": _clip(tensor.get("name")), "dtype": _clip(tensor.get("dtype"), 32),
+                        "shape": [_clip(dim, 32) for dim in shape[:LISTED_DIMS]] if isinstance(shape, list)
+                        else None})
+    return summary
 
 
 class JSONTextField(serializers.JSONField):
@@ -67,9 +205,22 @@ class JSONTextField(serializers.JSONField):
         if isinstance(data, (str, bytes)):
             try:
                 return json.loads(data)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested thousands deep
                 self.fail("invalid")
         return super().to_internal_value(data)
+
+
+def upload_metadata(raw) -> dict:
+    """The optional `metadata` part of an upload: a JSON object of VersionUpload fields."""
+    if raw in (None, ""):
+        return {}
+    try:
+        value = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
+        raise serializers.ValidationError({"metadata": "not valid JSON"}) from None
+    if not isinstance(value, dict):
+        raise serializers.ValidationError({"metadata": "must be a JSON object of upload fields"})
+    return value
 
 
 class VersionUploadSerializer(serializers.Serializer):
@@ -79,25 +230,68 @@ class VersionUploadSerializer(serializers.Serializer):
     sha256 = serializers.RegexField(r"^(sha256:)?[0-9a-fA-F]{64}$", required=False,
                                     help_text="the digest the client computed; a mismatch stores nothing")
     git_commit = serializers.RegexField(r"^[0-9a-fA-F]{7,64}$", required=False, allow_blank=True)
-    ci_run_url = serializers.URLField(required=False, allow_blank=True)
+    ci_run_url = serializers.URLField(required=False, allow_blank=True, max_length=500,
+                                      validators=[_require_http_url])
     training_data_digest = serializers.CharField(required=False, allow_blank=True, max_length=128)
-    tags = JSONTextField(required=False)
-    parent = serializers.IntegerField(required=False, min_value=1)
-    declared_signature = JSONTextField(required=False)
+    tags = JSONTextField(required=False, help_text='{"key": "value"}: strings, numbers, booleans')
+    parent = serializers.IntegerField(required=False, min_value=1, max_value=MAX_VERSION_NUMBER)
+    declared_signature = JSONTextField(required=False, help_text='{"inputs": [{"name", "dtype", "shape"}], '
+                                                                 '"outputs": [...]}')
 
     def validate_tags(self, value):
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise serializers.ValidationError("tags must be a JSON object of string keys")
+        if len(value) > MAX_TAGS:
+            raise serializers.ValidationError(f"at most {MAX_TAGS} tags, not {len(value)}")
+        for key, tag in value.items():
+            if not 0 < len(key) <= MAX_TAG_KEY:
+                raise serializers.ValidationError(f"a tag key is 1 to {MAX_TAG_KEY} characters")
+            if not (tag is None or isinstance(tag, (str, bool)) or _is_number(tag)):
+                raise serializers.ValidationError(f"tag {key[:40]!r} must be a string, number or boolean")
+            if isinstance(tag, str) and len(tag) > MAX_TAG_VALUE:
+                raise serializers.ValidationError(f"tag {key[:40]!r} is over {MAX_TAG_VALUE} characters")
         return value
 
     def validate_declared_signature(self, value):
-        if not isinstance(value, dict) or not {"inputs", "outputs"} >= set(value):
+        if not isinstance(value, dict) or not value or not {"inputs", "outputs"} >= set(value):
             raise serializers.ValidationError("declared_signature must be {'inputs': [...], 'outputs': [...]}")
+        for kind, tensors in value.items():
+            _check_declared_tensors(kind, tensors)
         return value
 
 
+def _check_declared_tensors(kind: str, tensors) -> None:
+    """What the validation gate compares with the graph: [{"name", "dtype", "shape": [int | str | null]}]."""
+    if not isinstance(tensors, list) or len(tensors) > MAX_SIGNATURE_TENSORS:
+        raise serializers.ValidationError(f"declared_signature.{kind} must be a list of at most "
+                                          f"{MAX_SIGNATURE_TENSORS} tensors")
+    for index, tensor in enumerate(tensors):
+        where = f"declared_signature.{kind}[{index}]"
+        if not isinstance(tensor, dict) or not {"name", "dtype", "shape"} >= set(tensor):
+            raise serializers.ValidationError(f"{where} must be an object of name, dtype and shape")
+        for key, limit in (("name", MAX_TENSOR_NAME), ("dtype", 32)):
+            if key in tensor and not (isinstance(tensor[key], str) and len(tensor[key]) <= limit):
+                raise serializers.ValidationError(f"{where}.{key} must be a string of at most {limit} characters")
+        shape = tensor.get("shape")
+        if shape is None:
+            continue
+        if not isinstance(shape, list) or len(shape) > MAX_RANK:
+            raise serializers.ValidationError(f"{where}.shape must be a list of at most {MAX_RANK} dimensions")
+        for dim in shape:
+            if not (dim is None or (_is_whole(dim) and 0 <= dim < 2**63) or (isinstance(dim, str) and len(dim) <= 64)):
+                raise serializers.ValidationError(f"{where}.shape holds sizes (whole numbers >= 0), names of "
+                                                  "dynamic dimensions, or null")
+
+
 class ReasonSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=2000, allow_blank=True, required=False, default="")
+    reason = serializers.CharField(max_length=MAX_REASON, allow_blank=True, required=False, default="")
+
+
+class GoldenSetUploadSerializer(serializers.Serializer):
+    """The non-file fields of `POST models/{name}/golden-sets/` (multipart, file part `golden_set`)."""
+
+    description = serializers.CharField(max_length=MAX_DESCRIPTION, allow_blank=True, required=False, default="")
+    make_default = serializers.BooleanField(required=False, default=True)
 
 
 class AliasSerializer(serializers.ModelSerializer):
@@ -109,8 +303,17 @@ class AliasSerializer(serializers.ModelSerializer):
 
 
 class AliasMoveRequestSerializer(serializers.Serializer):
-    version = serializers.IntegerField(min_value=1)
-    reason = serializers.CharField(max_length=2000, allow_blank=True, required=False, default="")
+    """`PUT models/{name}/aliases/{alias}`; the alias's name comes from the URL (context `alias`)."""
+
+    version = serializers.IntegerField(min_value=1, max_value=MAX_VERSION_NUMBER)
+    reason = serializers.CharField(max_length=MAX_REASON, allow_blank=True, required=False, default="")
+
+    def validate(self, attrs):
+        try:
+            model_name_validator(self.context["alias"])
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"alias": exc.messages}) from None
+        return attrs
 
 
 class AliasMoveSerializer(serializers.ModelSerializer):
@@ -149,7 +352,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
 class GateResultSerializer(serializers.ModelSerializer):
     class Meta:
         model = GateResult
-        fields = ["gate", "position", "verdict", "summary", "metrics", "evidence", "device", "timings", "attempts",
+        fields = ["gate", "position", "verdict", "summary", "metrics", "evidence", "device", "isolation", "timings", "attempts",
                   "started_at", "finished_at"]
 
 

@@ -2,19 +2,23 @@
 
 import base64
 import re
+import unicodedata
+from urllib.parse import quote
 
 from django.core.handlers.wsgi import LimitedStream
 from django.db import transaction
+from django.db.models.fields.json import KeyTransform
 from django.http import StreamingHttpResponse
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from controlplane.errors import InvalidInput, IntegrityFailure
+from controlplane.api import API_PARSERS, JSONParser
+from controlplane.errors import Forbidden, IntegrityFailure, InvalidInput
 from controlplane.roles import ActionRoles, Role, has_role
 from registry import services, signing
 from registry.api import serializers as s
@@ -30,6 +34,7 @@ class RegisteredModelViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, v
     serializer_class = s.RegisteredModelSerializer
     lookup_field = "name"
     permission_classes = [ActionRoles]
+    parser_classes = API_PARSERS
     action_roles = {"create": Role.CI, "update": Role.ADMIN, "partial_update": Role.ADMIN,
                     "aliases": Role.VIEWER, "alias_history": Role.VIEWER}
     filterset_fields = ["task", "owner"]
@@ -62,6 +67,7 @@ class AliasView(APIView):
     """PUT moves an alias. `production` is the controller's; moving it by hand needs `admin`."""
 
     permission_classes = [ActionRoles]
+    parser_classes = API_PARSERS
     action_roles = {"put": Role.CI}
 
     def initial(self, request, *args, **kwargs):
@@ -70,12 +76,10 @@ class AliasView(APIView):
 
     @extend_schema(request=s.AliasMoveRequestSerializer, responses=s.AliasSerializer)
     def put(self, request, name, alias):
-        body = s.AliasMoveRequestSerializer(data=request.data)
+        body = s.AliasMoveRequestSerializer(data=request.data, context={"alias": alias})
         body.is_valid(raise_exception=True)
         if alias == "production" and not has_role(request.user, Role.ADMIN):
-            return Response({"code": "permission_denied",
-                             "detail": "the production alias is moved by rollouts; moving it by hand needs 'admin'"},
-                            status=status.HTTP_403_FORBIDDEN)
+            raise Forbidden("the production alias is moved by rollouts; moving it by hand needs 'admin'")
         model = services.get_model(name)
         version = services.get_version(name, body.validated_data["version"])
         moved = services.move_alias(model, alias, version, actor=request.user, reason=body.validated_data["reason"])
@@ -91,7 +95,8 @@ class VersionFilter(filters.FilterSet):
 
     def filter_tag(self, queryset, name, value):
         key, _, wanted = value.partition("=")
-        return queryset.filter(**{f"tags__{key}": wanted})
+        # The key as one literal JSON key: spliced into `tags__<key>`, "a__contains" would become a lookup.
+        return queryset.alias(_tag=KeyTransform(key, "tags")).filter(_tag=wanted)
 
 
 class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
@@ -105,6 +110,9 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
                     "gates": Role.VIEWER, "run_gates": Role.CI}
     filterset_class = VersionFilter
     parser_classes = [MultiPartParser, JSONParser]
+
+    def get_serializer_class(self):
+        return s.ModelVersionSummarySerializer if self.action == "list" else s.ModelVersionSerializer
 
     def get_queryset(self):
         return (ModelVersion.objects.filter(model__name=self.kwargs["model_name"])
@@ -132,7 +140,7 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
             if not isinstance(artifact, StagedUpload):
                 raise InvalidInput("the upload needs a file part named 'artifact'", code="missing_artifact")
             _require_whole_body(request)
-            fields = dict(services.parse_json_field(request.data.get("metadata"), "metadata") or {})
+            fields = dict(s.upload_metadata(request.data.get("metadata")))
             fields.update({k: v for k, v in request.data.items() if k not in ("metadata", "artifact", "bundle")})
             meta_in = s.VersionUploadSerializer(data=fields)
             meta_in.is_valid(raise_exception=True)
@@ -144,7 +152,7 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
                 training_data_digest=data.get("training_data_digest", ""), tags=data.get("tags"),
                 parent_number=data.get("parent"), declared_signature=data.get("declared_signature"),
             )
-            version = services.ingest_version(model, artifact.staged, artifact.name or "model", meta,
+            version = services.ingest_version(model, artifact.staged, safe_filename(artifact.name), meta,
                                               actor=request.user, declared_digest=data.get("sha256"),
                                               bundle_json=bundle_json)
         finally:
@@ -183,7 +191,7 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     def signature(self, request, model_name=None, number=None):
         version = self.get_object()
         response = StreamingHttpResponse([version.signature_bundle.encode()], content_type="application/json")
-        response["Content-Disposition"] = f'attachment; filename="{version.artifact_name}.sig"'
+        response["Content-Disposition"] = attachment_header(f"{version.artifact_name}.sig")
         return response
 
     @action(detail=True, methods=["get"])
@@ -212,6 +220,34 @@ def _require_whole_body(request) -> None:
                            code="upload_interrupted")
 
 
+def safe_filename(name: str | None, fallback: str = "model") -> str:
+    """An uploaded file's name reduced to something safe to store, show and send back as a filename.
+
+    Path parts (either slash), control and format characters (newlines, bidi
+    overrides), unusual spaces, double quotes and `;` are dropped: they are
+    how a name breaks out of a Content-Disposition header or passes for
+    another file.
+    """
+    name = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] not in "CZ" or ch == " ")
+    name = "".join(ch for ch in name if ch not in '";').strip(" .")
+    return name[:200] or fallback
+
+
+def attachment_header(filename: str) -> str:
+    """`Content-Disposition: attachment` per RFC 6266: an ASCII `filename` for old clients, `filename*` in UTF-8.
+
+    Built from `safe_filename` again even though ingest stores safe names:
+    versions registered before that may hold anything.
+    """
+    name = safe_filename(filename, fallback="download")
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    ascii_name = re.sub(r"[^A-Za-z0-9._+ -]", "_", ascii_name).strip()
+    if not ascii_name.strip("._") or ascii_name.startswith("."):  # "模型.onnx" must not become a hidden ".onnx"
+        ascii_name = "download" + (ascii_name if ascii_name.startswith(".") else "")
+    return f'attachment; filename="{ascii_name}"; filename*=UTF-8\'\'{quote(name, safe="")}'
+
+
 def _stream_blob(request, version):
     size = version.size
     start, end = 0, size - 1
@@ -237,7 +273,7 @@ def _stream_blob(request, version):
     response["ETag"] = f'"sha256:{version.digest}"'
     response["Digest"] = "sha-256=" + base64.b64encode(bytes.fromhex(version.digest)).decode()
     response["X-Mlcp-Sha256"] = version.digest
-    response["Content-Disposition"] = f'attachment; filename="{version.artifact_name}"'
+    response["Content-Disposition"] = attachment_header(version.artifact_name)
     if match:
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
     return response
@@ -270,10 +306,11 @@ class GoldenSetViewSet(viewsets.ReadOnlyModelViewSet):
             if not isinstance(upload, StagedUpload):
                 raise InvalidInput("the upload needs a file part named 'golden_set'", code="missing_golden_set")
             _require_whole_body(request)
-            make_default = str(request.data.get("make_default", "true")).lower() != "false"
+            fields = s.GoldenSetUploadSerializer(data={k: v for k, v in request.data.items() if k != "golden_set"})
+            fields.is_valid(raise_exception=True)
             golden = services.register_golden_set(model, upload.staged, actor=request.user,
-                                                  description=request.data.get("description", ""),
-                                                  make_default=make_default)
+                                                  description=fields.validated_data["description"],
+                                                  make_default=fields.validated_data["make_default"])
         finally:
             discard_all(getattr(request._request, "mlcp_staged_blobs", []))
         return Response(s.GoldenSetSerializer(golden).data, status=status.HTTP_201_CREATED)

@@ -1,9 +1,26 @@
-"""How rollouts look in the API, and what starting one takes."""
+"""How rollouts look in the API, and what starting or steering one accepts.
+
+Every field is checked for type, range and size here, so a malformed body is
+a 400 naming the field; the rules a plan's steps follow (whole percents that
+increase, a 100% last step) are `rollouts.strategy`'s, and a plan that breaks
+them or the bounds below is a 400 `invalid_strategy`.
+"""
 
 from rest_framework import serializers
 
+from controlplane.errors import InvalidInput
 from rollouts.choices import RouterKind
 from rollouts.models import AnalysisRun, Rollout, RolloutEvent
+
+MAX_STEPS = 100  # weights strictly increase from 1 to 100
+MAX_PAUSE_S = 7 * 24 * 3600
+MAX_HOLD_BUDGET_S = 30 * 24 * 3600
+MAX_REPLICAS = 1000
+MAX_REASON = 2000
+# Kubernetes names: a DNS-1123 label (namespaces, Services) or subdomain (Deployments, HTTPRoutes).
+K8S_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+K8S_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+K8S_NAME_HELP = "lowercase letters, digits and dashes, starting and ending with a letter or digit"
 
 
 class RolloutEventSerializer(serializers.ModelSerializer):
@@ -57,20 +74,76 @@ class RolloutDetailSerializer(RolloutSerializer):
         read_only_fields = fields
 
 
+def _k8s_name(pattern: str, max_length: int, **kwargs) -> serializers.RegexField:
+    return serializers.RegexField(pattern, max_length=max_length, help_text=K8S_NAME_HELP,
+                                  error_messages={"invalid": f"must be a Kubernetes name: {K8S_NAME_HELP}"}, **kwargs)
+
+
+class Exclusive:
+    """A number strictly above `low` (and below `high`): DRF's min_value and max_value include the bound."""
+
+    def __init__(self, low: float, high: float | None = None):
+        self.low, self.high = low, high
+
+    def __call__(self, value):
+        if not value > self.low:
+            raise serializers.ValidationError(f"must be greater than {self.low:g}")
+        if self.high is not None and not value < self.high:
+            raise serializers.ValidationError(f"must be less than {self.high:g}")
+
+
+class AnalysisSettingsSerializer(serializers.Serializer):
+    """Overrides of what a rollout's analysis judges against (rollouts.strategy.AnalysisSettings)."""
+
+    slo_target = serializers.FloatField(required=False, validators=[Exclusive(0, 1)])
+    latency_threshold_ms = serializers.FloatField(required=False, max_value=3_600_000, validators=[Exclusive(0)])
+    min_requests = serializers.IntegerField(required=False, min_value=1, max_value=10**9)
+    alpha = serializers.FloatField(required=False, validators=[Exclusive(0, 1)])
+    max_latency_ratio = serializers.FloatField(required=False, max_value=1000, validators=[Exclusive(0)])
+    min_latency_gap_ms = serializers.FloatField(required=False, min_value=0, max_value=3_600_000)
+    min_window_s = serializers.FloatField(required=False, max_value=86_400, validators=[Exclusive(0)])
+    hold_budget_s = serializers.IntegerField(required=False, min_value=0, max_value=MAX_HOLD_BUDGET_S)
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    f"unknown analysis settings {[str(k)[:40] for k in unknown[:5]]}; known: {sorted(self.fields)}")
+        return super().to_internal_value(data)
+
+
 class RolloutStartSerializer(serializers.Serializer):
-    model = serializers.CharField()
-    version = serializers.IntegerField(min_value=1)
-    namespace = serializers.CharField()
-    deployment = serializers.CharField()
-    replicas = serializers.IntegerField(min_value=1, default=4)
+    model = serializers.CharField(max_length=63)
+    version = serializers.IntegerField(min_value=1, max_value=2**31 - 1)
+    namespace = _k8s_name(K8S_LABEL, 63)
+    deployment = _k8s_name(K8S_SUBDOMAIN, 253)
+    replicas = serializers.IntegerField(min_value=1, max_value=MAX_REPLICAS, default=4)
     router = serializers.ChoiceField(choices=RouterKind.choices, default=RouterKind.REPLICA_RATIO)
-    route = serializers.CharField(required=False, allow_blank=True)
-    stable_service = serializers.CharField(required=False, allow_blank=True)
-    canary_service = serializers.CharField(required=False, allow_blank=True)
+    route = _k8s_name(K8S_SUBDOMAIN, 253, required=False, allow_blank=True)
+    stable_service = _k8s_name(K8S_LABEL, 63, required=False, allow_blank=True)
+    canary_service = _k8s_name(K8S_LABEL, 63, required=False, allow_blank=True)
     steps = serializers.JSONField(required=False, help_text="[10, 25, 50, 100] or [{weight, pause_s, analysis}]")
-    pause_s = serializers.IntegerField(min_value=0, required=False, help_text="pause of every step given as a weight")
-    analysis = serializers.DictField(required=False)
+    pause_s = serializers.IntegerField(min_value=0, max_value=MAX_PAUSE_S, required=False,
+                                       help_text="pause of every step given as a weight")
+    analysis = AnalysisSettingsSerializer(required=False)
     approval_required = serializers.BooleanField(default=True)
+
+    def validate_steps(self, value):
+        """Bounds that rollouts.strategy.parse_steps leaves open; its own rules (and code) come after."""
+        if not isinstance(value, list):
+            return value  # parse_steps refuses it as invalid_strategy
+        if len(value) > MAX_STEPS:
+            raise _invalid_strategy(f"at most {MAX_STEPS} steps, not {len(value)}")
+        for step in value:
+            if not isinstance(step, dict):
+                continue
+            pause_s, analysis = step.get("pause_s", 0), step.get("analysis", True)
+            if _whole(pause_s) and pause_s > MAX_PAUSE_S:
+                raise _invalid_strategy(f"a step's pause_s is at most {MAX_PAUSE_S} seconds")
+            if not isinstance(analysis, bool):
+                raise _invalid_strategy("a step's analysis is true or false")
+        return value
 
     def traffic_config(self) -> dict:
         data = self.validated_data
@@ -85,8 +158,17 @@ class RolloutStartSerializer(serializers.Serializer):
 
 
 class RolloutReasonSerializer(serializers.Serializer):
-    reason = serializers.CharField(allow_blank=True, required=False, default="")
+    reason = serializers.CharField(max_length=MAX_REASON, allow_blank=True, required=False, default="")
 
 
 class PromoteSerializer(serializers.Serializer):
     full = serializers.BooleanField(default=False)
+
+
+def _invalid_strategy(detail: str) -> InvalidInput:
+    # The code rollouts.strategy gives every other malformed plan, so clients see one code for all of them.
+    return InvalidInput(detail, code="invalid_strategy")
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

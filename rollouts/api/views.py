@@ -10,7 +10,8 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from controlplane.errors import InvalidInput
+from controlplane.api import API_PARSERS
+from controlplane.errors import Forbidden, InvalidInput
 from controlplane.roles import ActionRoles, Role, has_role
 from registry import services as registry
 from rollouts import services
@@ -22,6 +23,7 @@ class RolloutViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     queryset = Rollout.objects.select_related("model", "version", "stable_version", "created_by").order_by("-id")
     serializer_class = s.RolloutSerializer
     permission_classes = [ActionRoles]
+    parser_classes = API_PARSERS
     action_roles = {"create": Role.CI, "promote": Role.ONCALL, "pause": Role.ONCALL, "resume": Role.ONCALL,
                     "abort": Role.ONCALL}
     filterset_fields = {"phase": ["exact"], "model__name": ["exact"]}
@@ -38,9 +40,7 @@ class RolloutViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         body.is_valid(raise_exception=True)
         data = body.validated_data
         if not data["approval_required"] and not has_role(request.user, Role.ADMIN):
-            return Response({"code": "permission_denied",
-                             "detail": "only 'admin' may start a rollout without approval"},
-                            status=status.HTTP_403_FORBIDDEN)
+            raise Forbidden("only 'admin' may start a rollout without approval")
         rollout = services.start_rollout(
             registry.get_model(data["model"]), registry.get_version(data["model"], data["version"]),
             actor=request.user, traffic=body.traffic_config(), steps=body.step_list(), analysis=data.get("analysis"),
@@ -78,6 +78,7 @@ class RollbackView(APIView):
     """POST models/{name}/rollback {reason}: roll the model back now (on-call)."""
 
     permission_classes = [ActionRoles]
+    parser_classes = API_PARSERS
     action_roles = {"post": Role.ONCALL}
 
     def initial(self, request, *args, **kwargs):
@@ -109,10 +110,17 @@ def parse_instant(raw: str | None) -> datetime:
     """An ISO 8601 instant; one without a zone is UTC."""
     from datetime import timezone
 
-    parsed = parse_datetime(raw.strip().replace(" ", "T")) if raw else None
+    try:
+        parsed = parse_datetime(raw.strip().replace(" ", "T")) if raw else None
+    except ValueError:  # well formed but no such instant, e.g. February 30th
+        parsed = None
     if parsed is None:
         raise InvalidInput("'at' must be an ISO 8601 instant, e.g. 2024-03-01T12:30:00Z", code="invalid_time")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+# Version numbers' column type; as seconds, longer than any step yet a window that datetime arithmetic survives.
+_MAX_INT_PARAM = 2**31 - 1
 
 
 def _int_param(request, name: str) -> int | None:
@@ -120,9 +128,12 @@ def _int_param(request, name: str) -> int | None:
     if raw in (None, ""):
         return None
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
-        raise InvalidInput(f"'{name}' must be a whole number", code="invalid_input") from None
+        value = None
+    if value is None or not 0 <= value <= _MAX_INT_PARAM:
+        raise InvalidInput(f"'{name}' must be a whole number from 0 to {_MAX_INT_PARAM}", code="invalid_input")
+    return value
 
 
 def _reason(request) -> str:
