@@ -3,7 +3,7 @@
 import logging
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 
@@ -21,6 +21,26 @@ if not app.conf.broker_url.startswith("filesystem"):
     # How soon a gate whose worker died unacknowledged is handed to another worker.
     app.conf.broker_transport_options = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))}
 app.autodiscover_tasks(["workers"])
+
+
+@signals.worker_init.connect
+def _refuse_to_gate_without_a_sandbox(**_) -> None:
+    # A worker that would run uploads with access to its own keys must not start. SystemExit,
+    # because Celery logs and swallows ordinary exceptions from signal handlers.
+    from django.core.exceptions import ImproperlyConfigured
+
+    from workers.sandbox.isolation import require_isolation
+
+    try:
+        isolation = require_isolation()
+    except ImproperlyConfigured as exc:
+        log.critical("refusing to start: %s", exc)
+        raise SystemExit(f"mlcp worker: {exc}") from None
+    log.info("gates run in the '%s' sandbox", isolation.name)
+    from workers.sandbox.runner import sweep_stale_jobs
+
+    if swept := sweep_stale_jobs():
+        log.warning("removed %d gate job directories left by a worker that died", swept)
 
 log = logging.getLogger(__name__)
 

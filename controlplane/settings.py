@@ -13,7 +13,8 @@ from controlplane.env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("MLCP_DATA_DIR", str(BASE_DIR / "data"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+# 0700: the gate sandbox's "setuid" level relies on other users not reading it.
+DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 DEBUG = env_bool("DEBUG", False)
 # The fallback key is only for local runs; `check --deploy` flags it (W009).
@@ -41,6 +42,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "controlplane.middleware.RequestLimitsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -171,3 +173,17 @@ MLCP_K8S_HOST = env_str("MLCP_K8S_HOST")
 KUBECONFIG = env_str("KUBECONFIG")
 # Rollout webhooks are signed with HMAC-SHA256 of this secret (header X-Mlcp-Signature).
 MLCP_WEBHOOK_SECRET = env_str("MLCP_WEBHOOK_SECRET") or SECRET_KEY
+
+# The gate sandbox (workers/sandbox): where uploaded models are parsed, converted and run.
+# "auto" takes the strongest isolation that works here (bubblewrap, setuid, scrubbed).
+MLCP_GATE_SANDBOX = env_str("MLCP_GATE_SANDBOX", "auto")
+# A worker refuses to start when only "scrubbed" (same user, no filesystem isolation) works, unless this is set.
+MLCP_GATE_SANDBOX_ALLOW_WEAK = env_bool("MLCP_GATE_SANDBOX_ALLOW_WEAK", False)
+MLCP_SANDBOX_MEMORY_BYTES = env_int("MLCP_SANDBOX_MEMORY_BYTES", 16 * 1024**3)  # address space; torch maps a lot
+MLCP_SANDBOX_CPU_SECONDS = env_int("MLCP_SANDBOX_CPU_SECONDS", 1800)
+MLCP_SANDBOX_WALL_SECONDS = env_int("MLCP_SANDBOX_WALL_SECONDS", 840)  # under the gate task's 900 s soft limit
+MLCP_SANDBOX_FILE_SIZE_BYTES = env_int("MLCP_SANDBOX_FILE_SIZE_BYTES", MLCP_MAX_UPLOAD_BYTES)
+MLCP_SANDBOX_PROCESSES = env_int("MLCP_SANDBOX_PROCESSES", 4096)  # threads count; onnxruntime starts one per core
+MLCP_SANDBOX_RESULT_MAX_BYTES = env_int("MLCP_SANDBOX_RESULT_MAX_BYTES", 4 * 1024**2)
+# A gate whose worker died this many times while running it is an error (`worker_crashed`), never redelivered.
+MLCP_GATE_MAX_DELIVERIES = env_int("MLCP_GATE_MAX_DELIVERIES", 3)

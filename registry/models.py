@@ -182,7 +182,9 @@ class GateResult(models.Model):
     evidence = models.JSONField(default=dict, blank=True)
     device = models.CharField(max_length=64, blank=True)
     timings = models.JSONField(default=dict, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
+    # The sandbox level the gate ran under (workers.sandbox.isolation), so a verdict says how it was obtained.
+    isolation = models.CharField(max_length=32, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)  # deliveries, counted before each run
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

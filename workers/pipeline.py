@@ -3,7 +3,8 @@
 `run_gate` is the one domain function a Celery task calls. It is idempotent:
 a gate that already has a verdict is not run again, so a redelivered task
 (a worker killed mid-gate) converges on one result per gate per version.
-Every gate first verifies the artifact and loads exactly the verified bytes.
+Every gate first verifies the artifact, then hands exactly the verified bytes
+to the sandbox (`workers.sandbox`): nothing uploaded is parsed or run here.
 """
 
 import logging
@@ -11,20 +12,27 @@ import time
 import traceback
 from collections.abc import Callable
 
-from django.db import transaction
+from django.conf import settings
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from controlplane.errors import MlcpError
+from controlplane.errors import InvalidInput, MlcpError
 from registry import services
 from registry.choices import ArtifactFormat, VersionStatus
 from registry.models import GateResult, GateVerdict, ModelVersion
-from workers.gates.outcome import GateOutcome
+from workers.gates.outcome import GateOutcome, shallow_json
 from workers.gates.policy import resolve_gate_policy
+from workers.gates.pt2_archive import safe_pt2_archive
+from workers.sandbox import jobs
+from workers.sandbox.isolation import isolation_in_force
+from workers.sandbox.runner import run_job
 
 log = logging.getLogger(__name__)
 DECIDED = {GateVerdict.PASS, GateVerdict.FAIL}
 INT8_DERIVATION = "int8-static-qdq"
 CONVERTED_DERIVATION = "onnx-from-pt2"
+# Infrastructure faults: the task retries them; they are never a gate's verdict.
+TRANSIENT = (DatabaseError, ConnectionError, TimeoutError)
 
 
 def gates_for(version: ModelVersion, policy: dict) -> list[str]:
@@ -61,8 +69,13 @@ def next_gate(version: ModelVersion) -> str | None:
     return pending.gate if pending else None
 
 
-def run_gate(version_id: int, gate: str, *, attempt_is_last: bool = True) -> GateResult | None:
-    """Run one gate on one version (or return its existing verdict) and store the outcome."""
+def run_gate(version_id: int, gate: str) -> GateResult | None:
+    """Run one gate on one version (or return its existing verdict) and store the outcome.
+
+    Each delivery is counted before the gate runs; a gate whose worker died
+    `MLCP_GATE_MAX_DELIVERIES` times (a poison pill) is an error, not run again.
+    Database and broker errors propagate, for the task to retry.
+    """
     version = ModelVersion.objects.select_related("model", "blob").filter(pk=version_id).first()
     if version is None:
         log.warning("version %s is gone; gate %s not run", version_id, gate)
@@ -70,6 +83,11 @@ def run_gate(version_id: int, gate: str, *, attempt_is_last: bool = True) -> Gat
     result = GateResult.objects.get(version=version, gate=gate)
     if result.verdict in DECIDED:
         return result
+    limit = settings.MLCP_GATE_MAX_DELIVERIES
+    if result.verdict == GateVerdict.RUNNING and result.attempts >= limit:
+        return record_outcome(version, gate, GateOutcome.error(
+            gate, f"{gate} was delivered {result.attempts} times and its worker died each time; "
+                  "not running it again (re-run the gates to try once more)", code="worker_crashed"))
     GateResult.objects.filter(pk=result.pk).update(verdict=GateVerdict.RUNNING, started_at=timezone.now(),
                                                    attempts=result.attempts + 1)
     policy = resolve_gate_policy(version.model.gate_policy)
@@ -77,21 +95,23 @@ def run_gate(version_id: int, gate: str, *, attempt_is_last: bool = True) -> Gat
     try:
         model_bytes = services.read_verified_artifact(version)
         outcome = GATES[gate](version, model_bytes, policy)
+    except TRANSIENT:
+        raise
     except MlcpError as exc:
-        outcome = GateOutcome.error(gate, f"{gate} could not run: {exc.detail}", code=exc.code)
+        outcome = GateOutcome.error(gate, f"{gate} could not run: {exc.detail}", code=exc.code, **exc.context)
     except Exception as exc:  # a gate bug must show as an error, never as a pass
-        if not attempt_is_last:
-            raise
         outcome = GateOutcome.error(gate, f"{gate} crashed: {type(exc).__name__}: {exc}",
                                     traceback=traceback.format_exc(limit=5))
     outcome.timings.setdefault("total_s", round(time.monotonic() - started, 4))
+    if not outcome.isolation:
+        outcome.isolation = isolation_in_force().name
     return record_outcome(version, gate, outcome)
 
 
 def record_outcome(version: ModelVersion, gate: str, outcome: GateOutcome) -> GateResult:
     GateResult.objects.filter(version=version, gate=gate).update(
         verdict=outcome.verdict, summary=outcome.summary, metrics=outcome.metrics, evidence=outcome.evidence,
-        device=outcome.device, timings=outcome.timings, finished_at=timezone.now(),
+        device=outcome.device, timings=outcome.timings, isolation=outcome.isolation, finished_at=timezone.now(),
     )
     return GateResult.objects.get(version=version, gate=gate)
 
@@ -123,37 +143,63 @@ def conclude(version_id: int) -> str | None:
 
 
 # ------------------------------------------------------------------ gates
+# Each gate gathers verified bytes here, where the database and the keys are,
+# and parses, converts or runs them only through `run_job` in the sandbox.
+
+def _sandboxed_outcome(gate: str, job: str, inputs: dict[str, bytes], params: dict,
+                       outputs: tuple[str, ...] = ()) -> tuple[GateOutcome, dict[str, bytes]]:
+    answer = run_job(job, inputs=inputs, params=params, outputs=outputs)
+    if not answer.result["ok"]:
+        outcome = GateOutcome.error(gate, f"{gate} could not measure the model: {answer.result.get('detail', '')}",
+                                    code=str(answer.result.get("code", "sandbox_job_failed"))[:64])
+    else:
+        outcome = GateOutcome.from_sandbox(gate, answer.result.get("outcome"))
+    outcome.isolation = answer.isolation.name
+    return outcome, answer.outputs
+
 
 def _validation(version: ModelVersion, model_bytes: bytes, policy: dict) -> GateOutcome:
-    from workers.gates.validation import run_validation
-
     declared = version.graph_info.get("declared_signature")
+    params = {"declared_signature": declared, "policy": policy}
     if version.format != ArtifactFormat.TORCH_EXPORT:
-        return run_validation(model_bytes, declared_signature=declared, policy=policy)
-    converted, parity = _convert_pt2(version, model_bytes, policy)
+        return _sandboxed_outcome("validation", "validation", {jobs.MODEL: model_bytes}, params)[0]
+    try:
+        program = safe_pt2_archive(model_bytes)
+    except InvalidInput as exc:
+        # Not an error to retry: these bytes will never be loaded.
+        return GateOutcome(gate="validation", verdict="fail", summary=f"Refused before loading: {exc.detail}",
+                           evidence={"code": exc.code}, isolation="not loaded")
+    converted, parity = _convert_pt2(version, program, policy)
     if converted is None:
         return GateOutcome(gate="validation", verdict="fail", summary=parity["summary"], evidence={"parity": parity})
-    outcome = run_validation(services.read_verified_artifact(converted), declared_signature=declared, policy=policy)
+    outcome = _sandboxed_outcome("validation", "validation",
+                                 {jobs.MODEL: services.read_verified_artifact(converted)}, params)[0]
     outcome.evidence.update(parity=parity, converted_version=converted.number, converted_digest=converted.digest)
     outcome.summary = f"Converted to ONNX as {converted} with matching outputs. {outcome.summary}"
     return outcome
 
 
-def _convert_pt2(version: ModelVersion, pt2_bytes: bytes, policy: dict):
+def _convert_pt2(version: ModelVersion, safe_program: bytes, policy: dict):
     """The registered ONNX conversion of a .pt2 version (made once), or (None, why) on a parity failure."""
     existing = ModelVersion.objects.filter(parent=version, derivation=CONVERTED_DERIVATION).first()
     if existing is not None:
         return existing, existing.graph_info.get("parity", {})
-    from workers.gates.conversion import convert_pt2_to_onnx
-
-    try:
-        onnx_bytes, parity = convert_pt2_to_onnx(pt2_bytes, parity_atol=policy["conversion"]["parity_atol"])
-    except MlcpError as exc:
-        if exc.code != "conversion_parity_failed":
-            raise
-        return None, {"summary": exc.detail, **exc.context}
+    answer = run_job("convert_pt2", inputs={jobs.PROGRAM: safe_program},
+                     params={"parity_atol": policy["conversion"]["parity_atol"]}, outputs=(jobs.CONVERTED,))
+    result = answer.result
+    if not result["ok"]:
+        raise MlcpError(str(result.get("detail", "conversion failed")),
+                        code=str(result.get("code", "conversion_failed"))[:64])
+    parity = result.get("parity") if isinstance(result.get("parity"), dict) else {}
+    if not shallow_json(parity):
+        raise MlcpError("the conversion answered with malformed parity evidence", code="sandbox_bad_result")
+    if result.get("parity_failed"):
+        return None, {"summary": str(parity.get("summary", "the conversion's outputs differ"))[:2000], **parity}
+    if jobs.CONVERTED not in answer.outputs:
+        raise MlcpError("the conversion produced no ONNX file", code="conversion_failed")
+    # The converted file is as hostile as the upload: ingest parses it with the same caps.
     converted = services.ingest_bytes(
-        version.model, onnx_bytes, version.artifact_name.rsplit(".", 1)[0] + ".onnx",
+        version.model, answer.outputs[jobs.CONVERTED], version.artifact_name.rsplit(".", 1)[0] + ".onnx",
         services.VersionMetadata(parent_number=version.number, derivation=CONVERTED_DERIVATION,
                                  git_commit=version.git_commit, training_data_digest=version.training_data_digest,
                                  tags=version.tags),
@@ -163,9 +209,8 @@ def _convert_pt2(version: ModelVersion, pt2_bytes: bytes, policy: dict):
     return converted, parity
 
 
-def _golden_set_of(version: ModelVersion):
-    from workers.gates.loading import parse_golden_set
-
+def _golden_set_bytes(version: ModelVersion):
+    """The model's default golden set row and its verified bytes (parsed only in the sandbox)."""
     golden = version.model.default_golden_set
     if golden is None:
         raise MlcpError(f"model '{version.model.name}' has no golden set; push one with "
@@ -174,22 +219,21 @@ def _golden_set_of(version: ModelVersion):
     from registry.storage import default_store
 
     signing.verify_bundle(golden.signature_bundle, golden.digest)
-    return golden, parse_golden_set(default_store().read_verified(golden.digest))
+    return golden, default_store().read_verified(golden.digest)
 
 
 def _quantization(version: ModelVersion, model_bytes: bytes, policy: dict) -> GateOutcome:
-    from workers.gates.quantization import quantize_int8
-
-    golden_row, golden = _golden_set_of(version)
-    result = quantize_int8(model_bytes, golden, policy)
-    outcome = result.outcome
+    golden_row, golden_bytes = _golden_set_bytes(version)
+    outcome, outputs = _sandboxed_outcome("quantization", "quantization",
+                                          {jobs.MODEL: model_bytes, jobs.GOLDEN: golden_bytes}, {"policy": policy},
+                                          outputs=(jobs.INT8,))
     outcome.evidence["golden_set"] = golden_row.number
-    if result.int8_bytes is None:
-        return outcome
+    if outcome.verdict != "pass" or jobs.INT8 not in outputs:
+        return outcome  # a failed quantization's int8 file is not worth registering
     derived = ModelVersion.objects.filter(parent=version, derivation=INT8_DERIVATION).first()
     if derived is None:
         derived = services.ingest_bytes(
-            version.model, result.int8_bytes, version.artifact_name.rsplit(".", 1)[0] + ".int8.onnx",
+            version.model, outputs[jobs.INT8], version.artifact_name.rsplit(".", 1)[0] + ".int8.onnx",
             services.VersionMetadata(parent_number=version.number, derivation=INT8_DERIVATION,
                                      git_commit=version.git_commit, training_data_digest=version.training_data_digest,
                                      tags={**version.tags, "precision": "int8"}),
@@ -201,16 +245,14 @@ def _quantization(version: ModelVersion, model_bytes: bytes, policy: dict) -> Ga
 
 
 def _golden(version: ModelVersion, model_bytes: bytes, policy: dict) -> GateOutcome:
-    from workers.gates.golden import evaluate_golden_set
-
-    golden_row, golden = _golden_set_of(version)
+    golden_row, golden_bytes = _golden_set_bytes(version)
     production = services.alias_target(version.model, "production")
-    production_bytes = None
+    inputs = {jobs.MODEL: model_bytes, jobs.GOLDEN: golden_bytes}
     if production is not None and production.pk != version.pk:
-        production_bytes = services.read_verified_artifact(production)
-    outcome = evaluate_golden_set(model_bytes, golden, production_bytes=production_bytes, policy=policy)
+        inputs[jobs.PRODUCTION] = services.read_verified_artifact(production)
+    outcome, _ = _sandboxed_outcome("golden_set", "golden_set", inputs, {"policy": policy})
     outcome.evidence["golden_set"] = golden_row.number
-    outcome.evidence["production_version"] = production.number if production_bytes else None
+    outcome.evidence["production_version"] = production.number if jobs.PRODUCTION in inputs else None
     return outcome
 
 

@@ -9,13 +9,12 @@ import logging
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from django.db import DatabaseError
 
 from workers import pipeline
 from workers.gates.outcome import GateOutcome
+from workers.pipeline import TRANSIENT
 
 log = logging.getLogger(__name__)
-TRANSIENT = (DatabaseError, ConnectionError, TimeoutError)
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, soft_time_limit=900, time_limit=960,

@@ -238,8 +238,11 @@ def test_golden_set_chart_marks_the_regressed_class(viewer_ui, awaiting, regress
     assert page.count('class="row regressed"') == 1
     assert '<g class="row regressed" data-class="three">' in page
     assert '<g class="row" data-class="four">' in page
-    assert "▼ 29.1 pts" in page  # production recall 100% -> 70.9%
-    assert "Confusion matrix" in page and "true three → predicted eight: 6" in page
+    # The figures come from the outcome: training numerics, hence the exact recall, differ between CPUs.
+    regressed = regressed_golden_outcome.evidence["production"]["regressed_classes"][0]
+    assert f"▼ {regressed['drop'] * 100:.1f} pts" in page
+    three_as_eight = regressed_golden_outcome.evidence["confusion_matrix"][3][8]
+    assert "Confusion matrix" in page and f"true three → predicted eight: {three_as_eight}" in page
 
 
 def test_validation_and_quantization_evidence_are_drawn(viewer_ui, awaiting, passing_outcomes):

@@ -51,12 +51,12 @@ def broker(celery_on_test_redis):
 
 
 @contextmanager
-def celery_worker(broker_url: str):
+def celery_worker(broker_url: str, **env):
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "controlplane", "worker", "-Q", "gates,default", "--pool", "solo",
          "--concurrency", "1", "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip",
          "--without-mingle"],
-        cwd=ROOT, env=server_env(CELERY_BROKER_URL=broker_url, CELERY_VISIBILITY_TIMEOUT="5"),
+        cwd=ROOT, env=server_env(CELERY_BROKER_URL=broker_url, CELERY_VISIBILITY_TIMEOUT="5", **env),
         start_new_session=True,
     )
     try:
@@ -138,7 +138,7 @@ def test_regressed_model_is_rejected_by_the_golden_set_naming_the_broken_class(b
 
 def test_worker_killed_mid_gate_reruns_it_to_exactly_one_result(broker, digits_model):
     # Enough timed iterations that validation is still running when the worker is killed.
-    digits_model.gate_policy = {"gates": ["validation"], "validation": {"timed_iterations": 20000}}
+    digits_model.gate_policy = {"gates": ["validation"], "validation": {"timed_iterations": 1000}}
     digits_model.save()
     with celery_worker(broker) as first:
         version = _register(digits_model, build_reference_model("mobilenet"))
@@ -213,3 +213,67 @@ def test_a_gate_that_cannot_run_is_an_error_never_a_pass_and_can_be_rerun(broker
     results = {r.gate: r for r in version.gate_results.all()}
     assert (results["validation"].verdict, results["validation"].attempts) == ("pass", 1)
     assert (results["golden_set"].verdict, results["golden_set"].attempts) == ("pass", 2)
+
+
+def test_a_pickled_pt2_runs_nothing_is_rejected_as_unsafe_and_push_wait_fails(broker, digits_model, tmp_path):
+    from controlplane.accounts import issue_token
+    from controlplane.roles import Role
+    from tests.support.webserver import gunicorn_server
+    from tests.workers.hostile import with_pickled_weight
+    from workers.reference_models import export_pt2_bytes, load_reference_module
+
+    sentinel = tmp_path / "pwned"  # the worker runs as root: a command that ran anywhere in it could write here
+    program = tmp_path / "digits.pt2"
+    program.write_bytes(with_pickled_weight(export_pt2_bytes(load_reference_module("resnet")), f"touch {sentinel}"))
+    token = issue_token("ci-bot", Role.CI)
+    with celery_worker(broker), gunicorn_server(CELERY_BROKER_URL=broker) as (base_url, _):
+        pushed = subprocess.run([sys.executable, "-m", "controlplane.cli.main", "--url", base_url, "--token", token,
+                                 "--json", "push", "digits", str(program), "--format", "pt2", "--wait",
+                                 "--timeout", "300"], capture_output=True, text=True, timeout=400)
+    assert pushed.returncode != 0, pushed.stdout
+    assert not sentinel.exists()
+    version = ModelVersion.objects.get(model=digits_model, artifact_name="digits.pt2")
+    assert version.status == VersionStatus.REJECTED, version.status_reason
+    validation = version.gate_results.get(gate="validation")
+    assert (validation.verdict, validation.evidence["code"]) == ("fail", "unsafe_archive")
+    assert "use_pickle" in validation.summary
+    assert not ModelVersion.objects.filter(parent=version).exists()  # nothing was converted
+
+
+def test_every_gate_result_records_the_sandbox_it_ran_in(broker, digits_model):
+    digits_model.gate_policy = {"gates": ["validation", "golden_set"]}
+    digits_model.save()
+    with celery_worker(broker):
+        version = _settled(_register(digits_model, build_reference_model("resnet")))
+    assert {(r.gate, r.isolation) for r in version.gate_results.all()} == {
+        ("validation", "bubblewrap"), ("golden_set", "bubblewrap")}
+
+
+def test_a_gate_whose_worker_dies_on_every_delivery_ends_as_worker_crashed(broker, digits_model):
+    # The sandbox keeps a model from killing its worker; what still can (the node's OOM killer, a
+    # driver crash on a GPU node) is stood in for by this test killing the worker mid-gate.
+    deliveries = 2
+    digits_model.gate_policy = {"gates": ["validation"]}
+    digits_model.save()
+    version = None
+    for delivery in range(1, deliveries + 1):
+        with celery_worker(broker, MLCP_GATE_MAX_DELIVERIES=str(deliveries)) as worker:
+            version = version or _register(digits_model, build_reference_model("mobilenet"))
+            _wait_for(lambda: GateResult.objects.filter(version=version, gate="validation", verdict="running",
+                                                        attempts=delivery).exists(), f"delivery {delivery}")
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+    with celery_worker(broker, MLCP_GATE_MAX_DELIVERIES=str(deliveries)):
+        version = _settled(version)
+    result = GateResult.objects.get(version=version, gate="validation")
+    assert (result.verdict, result.evidence["code"], result.attempts) == ("error", "worker_crashed", deliveries)
+    assert version.status == VersionStatus.REGISTERED and "worker died" in version.status_reason
+
+
+def test_a_worker_without_a_strong_sandbox_refuses_to_start(broker):
+    refused = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "controlplane", "worker", "-Q", "gates", "--pool", "solo"],
+        cwd=ROOT, env=server_env(CELERY_BROKER_URL=broker, MLCP_GATE_SANDBOX="scrubbed"),
+        capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0
+    assert "MLCP_GATE_SANDBOX_ALLOW_WEAK" in refused.stderr

@@ -45,3 +45,21 @@ def test_unknown_or_ill_typed_settings_are_refused(overrides, path):
         resolve_gate_policy(overrides)
     assert refused.value.code == "invalid_gate_policy"
     assert refused.value.context["path"] == path
+
+
+@pytest.mark.parametrize("overrides, path", [
+    ({"validation": {"timed_iterations": 10_001}}, "validation.timed_iterations"),
+    ({"validation": {"batch_sizes": [1, 100_000]}}, "validation.batch_sizes"),
+    ({"validation": {"batch_sizes": list(range(1, 10))}}, "validation.batch_sizes"),
+    ({"quantization": {"latency_batch_size": 513}}, "quantization.latency_batch_size"),
+    ({"golden_set": {"batch_size": 1_000_000}}, "golden_set.batch_size"),
+])
+def test_benchmark_parameters_above_the_server_ceiling_are_refused(overrides, path):
+    with pytest.raises(InvalidInput) as raised:
+        resolve_gate_policy(overrides)
+    assert raised.value.code == "invalid_gate_policy" and raised.value.context["path"] == path
+
+
+def test_benchmark_parameters_at_the_ceiling_are_accepted():
+    policy = resolve_gate_policy({"validation": {"timed_iterations": 10_000, "batch_sizes": [512]}})
+    assert policy["validation"]["timed_iterations"] == 10_000

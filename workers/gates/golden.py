@@ -12,7 +12,6 @@ import dataclasses
 import time
 
 import numpy as np
-from scipy.stats import binomtest
 
 from controlplane.errors import InvalidInput
 from workers.gates.loading import GoldenSet, LoadedModel, open_session, predict_logits
@@ -83,6 +82,9 @@ def mcnemar_exact(candidate_only_wrong: int, candidate_only_right: int) -> float
     discordant = candidate_only_wrong + candidate_only_right
     if discordant == 0:
         return 1.0
+    # Imported here: scipy.stats takes ~2 s to import, paid by every sandboxed gate otherwise.
+    from scipy.stats import binomtest
+
     return float(binomtest(candidate_only_wrong, discordant, 0.5, alternative="two-sided").pvalue)
 
 

@@ -7,6 +7,7 @@ the web UI shows the summary first and the evidence beside production's.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Literal
 
 Verdict = Literal["pass", "fail", "error"]
@@ -25,6 +26,7 @@ class GateOutcome:
     evidence: everything else that produced the verdict; JSON-serialisable.
     device: the onnxruntime execution provider that actually ran the model.
     timings: seconds spent per phase (load, inference, ...).
+    isolation: the sandbox level the gate ran under (see workers.sandbox.isolation).
     """
 
     gate: str
@@ -34,6 +36,7 @@ class GateOutcome:
     evidence: dict[str, Any] = dataclasses.field(default_factory=dict)
     device: str = ""
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    isolation: str = ""
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
@@ -51,3 +54,48 @@ class GateOutcome:
     def error(cls, gate: str, summary: str, **evidence: Any) -> GateOutcome:
         """The outcome of a gate that could not measure the model at all."""
         return cls(gate=gate, verdict="error", summary=summary, evidence=evidence)
+
+    @classmethod
+    def from_sandbox(cls, gate: str, answer: Any) -> GateOutcome:
+        """An outcome from what a sandbox job answered, checked field by field.
+
+        The job ran next to a hostile model, so its answer is data to validate:
+        unknown keys are dropped, text is cut short, numbers must be numbers.
+        """
+        if not isinstance(answer, dict) or answer.get("verdict") not in VERDICTS:
+            return cls.error(gate, f"{gate} answered without a verdict", code="sandbox_bad_result")
+        evidence = answer.get("evidence") if isinstance(answer.get("evidence"), dict) else {}
+        if not shallow_json(evidence):
+            return cls.error(gate, f"{gate} answered with evidence nested deeper than {MAX_EVIDENCE_DEPTH} levels",
+                             code="sandbox_bad_result")
+        return cls(
+            gate=gate, verdict=answer["verdict"], summary=str(answer.get("summary", ""))[:_MAX_SUMMARY],
+            metrics=_numbers(answer.get("metrics")), evidence=evidence,
+            device=str(answer.get("device", ""))[:64], timings=_numbers(answer.get("timings")),
+        )
+
+
+_MAX_SUMMARY = 2000
+# Deep enough for any evidence a gate writes; shallow enough that rendering it never nears the recursion limit.
+MAX_EVIDENCE_DEPTH = 12
+
+
+def shallow_json(value: Any, depth: int = 0) -> bool:
+    """True when `value` nests no deeper than MAX_EVIDENCE_DEPTH (checked without recursion limits biting)."""
+    stack = [(value, depth)]
+    while stack:
+        item, level = stack.pop()
+        if level > MAX_EVIDENCE_DEPTH:
+            return False
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return True
+
+
+def _numbers(value: Any) -> dict[str, float]:
+    if not isinstance(value, dict):
+        return {}
+    return {str(k)[:100]: v for k, v in value.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}

@@ -56,6 +56,21 @@ _FRACTIONS = {
     ("golden_set", "min_class_recall"),
 }
 
+# Server-side ceilings on what an uploader's policy may ask a worker to spend:
+# the policy travels with the model, so without them one model could hold the
+# only worker for its whole time limit on every delivery.
+CEILINGS = {
+    ("validation", "batch_sizes"): 512,
+    ("validation", "warmup_iterations"): 1000,
+    ("validation", "timed_iterations"): 10_000,
+    ("quantization", "latency_batch_size"): 512,
+    ("quantization", "warmup_iterations"): 1000,
+    ("quantization", "timed_iterations"): 5000,
+    ("golden_set", "batch_size"): 4096,
+    ("golden_set", "calibration_bins"): 1000,
+}
+MAX_BATCH_SIZES = 8
+
 
 def resolve_gate_policy(overrides: dict | None) -> dict:
     """The default policy deep-merged with `overrides`, checked key by key.
@@ -100,6 +115,7 @@ def _merged_section(section: str, defaults: dict, value: Any) -> dict:
         merged[key] = _checked_setting(path, defaults[key], setting)
         if (section, key) in _FRACTIONS and not 0.0 <= merged[key] <= 1.0:
             raise _invalid(f"{path!r} must be between 0 and 1, got {setting!r}", path=path)
+        _check_ceiling(section, key, merged[key])
     return merged
 
 
@@ -119,6 +135,18 @@ def _checked_setting(path: str, default: Any, value: Any) -> Any:
     if not _is_number(value) or value < 0:
         raise _invalid(f"{path!r} must be a non-negative number, got {value!r}", path=path)
     return float(value)
+
+
+def _check_ceiling(section: str, key: str, value: Any) -> None:
+    ceiling = CEILINGS.get((section, key))
+    if ceiling is None:
+        return
+    path = f"{section}.{key}"
+    values = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and len(value) > MAX_BATCH_SIZES:
+        raise _invalid(f"{path!r} may list at most {MAX_BATCH_SIZES} values", path=path)
+    if max(values) > ceiling:
+        raise _invalid(f"{path!r} may be at most {ceiling} on this server, got {max(values)}", path=path)
 
 
 def _is_number(value: Any) -> bool:
