@@ -1,8 +1,8 @@
 """mlcp's Kubernetes adapter: the only package that talks to a cluster.
 
 `connect()` gives a `Cluster`; `DeploymentWorkloads` manages stable and canary
-Deployments of model servers; `ReplicaRatioRouter` and `HTTPRouteRouter` move
-traffic between them. `manifests/` deploys mlcp itself (kustomize).
+Deployments of model servers; `build_router()` gives the `TrafficRouter` that
+moves traffic between them (`ROUTER_KINDS`: replica ratio, Gateway API HTTPRoute). `manifests/` deploys mlcp itself (kustomize).
 """
 
 from k8s.canary import CanarySpec, canary_name
@@ -11,13 +11,14 @@ from k8s.errors import (CanaryWorkloadMissing, ClusterConflict, ClusterForbidden
                         ClusterObjectMissing, ClusterRejected, ClusterUnavailable, RouteMissing,
                         StableWorkloadMissing)
 from k8s.retry import RetryPolicy
-from k8s.traffic import HTTPRouteRouter, ReplicaRatioRouter, RouteState, TrafficRouter, split_replicas
+from k8s.traffic import (ROUTER_KINDS, HTTPRouteRouter, ReplicaRatioRouter, RouterTarget, RouteState, TrafficRouter,
+                         build_router, complete_target, split_replicas)
 from k8s.workloads import DeploymentWorkloads, WorkloadState
 
 __all__ = [
     "CanarySpec", "canary_name", "Cluster", "build_api_client", "connect", "RetryPolicy",
     "DeploymentWorkloads", "WorkloadState", "TrafficRouter", "RouteState", "ReplicaRatioRouter",
-    "HTTPRouteRouter", "split_replicas", "CanaryWorkloadMissing", "ClusterConflict",
+    "HTTPRouteRouter", "split_replicas", "ROUTER_KINDS", "RouterTarget", "build_router", "complete_target", "CanaryWorkloadMissing", "ClusterConflict",
     "ClusterForbidden", "ClusterNotConfigured", "ClusterObjectMissing", "ClusterRejected",
     "ClusterUnavailable", "RouteMissing", "StableWorkloadMissing",
 ]

@@ -1,17 +1,21 @@
 """Traffic routers: how much of a model's traffic its canary gets.
 
-`TrafficRouter` is the narrow interface the rollout controller uses;
+`TrafficRouter` is the one interface the rollout controller uses (observe,
+the state a weight should produce, apply a weight, promote); `build_router`
+makes one from a `RouterTarget`, and `ROUTER_KINDS` is every kind there is.
 `ReplicaRatioRouter` works on any cluster (the Service spreads requests over
 stable and canary pods), `HTTPRouteRouter` sets Gateway API backend weights.
 Both report the weights the cluster actually holds, so the controller can
-compare them with what the database wants on every tick.
+compare them with what the database wants on every tick. A new router (Istio,
+SMI, NGINX) is a class here and a line in `ROUTER_KINDS`; nothing outside
+`k8s/` names a router kind.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from kubernetes.client.exceptions import ApiException
@@ -43,14 +47,36 @@ class RouteState:
         return round(100 * self.canary_weight / total) if total else 0
 
 
+@dataclass(frozen=True)
+class RouterTarget:
+    """Where a model's Deployments are and the router's own settings, as plain values."""
+
+    kind: str
+    namespace: str
+    deployment: str
+    replicas: int  # replica ratio: pods in all; HTTPRoute: the canary's pods
+    route: str = ""
+    stable_service: str = ""
+    canary_service: str = ""
+
+
 class TrafficRouter(Protocol):
     """Moves a model's traffic between its stable and canary workloads."""
+
+    def expected(self, canary_percent: int) -> RouteState:
+        """What `observe()` returns once the canary has `canary_percent` (0-100) of traffic. No I/O."""
+
+    def canary_replicas(self, canary_percent: int) -> int:
+        """The canary Deployment's pods at `canary_percent`. No I/O."""
 
     def route(self, canary_percent: int) -> RouteState:
         """Ensure the canary gets `canary_percent` (0-100) of traffic; returns what the cluster holds."""
 
     def observe(self) -> RouteState:
         """The split the cluster holds now, without changing it."""
+
+    def promote(self, new_version: str) -> bool:
+        """Make the stable run the canary's version and take all traffic; True once done (call again until)."""
 
 
 def split_replicas(total: int, canary_percent: int) -> tuple[int, int]:
@@ -86,6 +112,24 @@ class ReplicaRatioRouter:
         self.namespace = namespace
         self.stable_name = stable_name
         self.total_replicas = total_replicas
+
+    @classmethod
+    def for_target(cls, target: RouterTarget, workloads: DeploymentWorkloads | None) -> "ReplicaRatioRouter":
+        return cls(workloads, target.namespace, target.deployment, target.replicas)
+
+    @staticmethod
+    def completed(target: RouterTarget) -> RouterTarget:
+        return target
+
+    def expected(self, canary_percent: int) -> RouteState:
+        return RouteState(*split_replicas(self.total_replicas, canary_percent))
+
+    def canary_replicas(self, canary_percent: int) -> int:
+        return split_replicas(self.total_replicas, canary_percent)[1]
+
+    def promote(self, new_version: str) -> bool:
+        # The stable takes the canary's template and every pod of the ratio.
+        return self.workloads.promote_canary(self.namespace, self.stable_name, self.total_replicas)
 
     def route(self, canary_percent: int) -> RouteState:
         stable, canary = split_replicas(self.total_replicas, canary_percent)
@@ -126,12 +170,44 @@ class HTTPRouteRouter:
     """
 
     def __init__(self, cluster: Cluster, namespace: str, route_name: str, stable_service: str,
-                 canary_service: str) -> None:
+                 canary_service: str, *, workloads: DeploymentWorkloads | None = None, stable_name: str = "",
+                 canary_pods: int = 1) -> None:
         self.cluster = cluster
         self.namespace = namespace
         self.route_name = route_name
         self.stable_service = stable_service
         self.canary_service = canary_service
+        self.workloads = workloads
+        self.stable_name = stable_name
+        self.canary_pods = canary_pods
+
+    @classmethod
+    def for_target(cls, target: RouterTarget, workloads: DeploymentWorkloads | None) -> "HTTPRouteRouter":
+        target = cls.completed(target)
+        return cls(workloads.cluster if workloads else None, target.namespace, target.route, target.stable_service, target.canary_service,
+                   workloads=workloads, stable_name=target.deployment, canary_pods=target.replicas)
+
+    @staticmethod
+    def completed(target: RouterTarget) -> RouterTarget:
+        """The target with the route and Services named after the Deployment where left out."""
+        return replace(target, route=target.route or target.deployment,
+                       stable_service=target.stable_service or target.deployment,
+                       canary_service=target.canary_service or f"{target.deployment}-canary")
+
+    def expected(self, canary_percent: int) -> RouteState:
+        return RouteState(100 - canary_percent, canary_percent)
+
+    def canary_replicas(self, canary_percent: int) -> int:
+        return self.canary_pods if canary_percent > 0 else 0
+
+    def promote(self, new_version: str) -> bool:
+        stable = self.workloads.read_stable(self.namespace, self.stable_name)
+        if stable.version == new_version and stable.ready:
+            self.route(0)  # the stable runs the new version: take traffic off the canary first
+        if not self.workloads.promote_canary(self.namespace, self.stable_name, None):
+            return False
+        self.route(0)
+        return True
 
     def route(self, canary_percent: int) -> RouteState:
         _check_percent(canary_percent)
@@ -218,6 +294,32 @@ class HTTPRouteRouter:
             ops, _content_type=JSON_PATCH, _preload_content=False,
             _request_timeout=self.cluster.request_timeout)
         return json.loads(response.data)
+
+
+ROUTER_KINDS: dict[str, type] = {
+    "replica_ratio": ReplicaRatioRouter,
+    "httproute": HTTPRouteRouter,
+}
+
+
+def complete_target(target: RouterTarget) -> RouterTarget:
+    """`target` with its router's defaults filled in; InvalidInput for an unknown kind."""
+    return _router_class(target.kind).completed(target)
+
+
+def build_router(target: RouterTarget, workloads: DeploymentWorkloads | None) -> TrafficRouter:
+    """The router of `target.kind` for that model's Deployments.
+
+    Building one does no I/O; without `workloads` only its pure methods
+    (`expected`, `canary_replicas`) may be called, as the controller's plan does.
+    """
+    return _router_class(target.kind).for_target(target, workloads)
+
+
+def _router_class(kind: str) -> type:
+    if kind not in ROUTER_KINDS:
+        raise InvalidInput(f"router must be one of {sorted(ROUTER_KINDS)}, not {kind!r}", code="invalid_traffic")
+    return ROUTER_KINDS[kind]
 
 
 def _check_percent(canary_percent: int) -> None:

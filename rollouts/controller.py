@@ -24,11 +24,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from controlplane.errors import IllegalTransition, InvalidInput, MlcpError
-from k8s import (CanarySpec, ClusterObjectMissing, DeploymentWorkloads, HTTPRouteRouter, ReplicaRatioRouter,
-                 RouteState, connect)
+from k8s import (CanarySpec, ClusterObjectMissing, DeploymentWorkloads, RouteState, TrafficRouter, build_router,
+                 connect)
 from rollouts import services
 from rollouts.analysis import Verdict
-from rollouts.choices import ACTIVE, Phase, RouterKind
+from rollouts.choices import ACTIVE, Phase
 from rollouts.metrics import MetricsUnavailable, analyze
 from rollouts.models import AnalysisRun, ControllerLease, Rollout
 from rollouts.strategy import Step, TrafficConfig
@@ -262,10 +262,7 @@ class Controller:
         try:
             stable = self.workloads.read_stable(traffic.namespace, traffic.deployment)
             canary = self.workloads.read_canary(traffic.namespace, traffic.deployment)
-            if traffic.router == RouterKind.REPLICA_RATIO:
-                route = RouteState(stable.replicas, canary.replicas if canary else 0)
-            else:
-                route = self._router(traffic).observe()
+            route = self._router(traffic).observe()
         except MlcpError as exc:
             return Observed(now, cluster_error=exc.detail)
         observed = Observed(now, route=route, canary_version=canary.version if canary else None,
@@ -345,28 +342,22 @@ class Controller:
     def _ensure_step(self, rollout: Rollout) -> None:
         traffic = TrafficConfig.from_json(rollout.traffic)
         weight = services.steps_of(rollout)[rollout.current_step].weight
+        router = self._router(traffic)
         self.workloads.ensure_canary(traffic.namespace, traffic.deployment, _canary_spec(rollout),
-                                     traffic.canary_replicas(weight))
-        self._router(traffic).route(weight)
+                                     router.canary_replicas(weight))
+        router.route(weight)
 
     def _promote(self, rollout: Rollout, now: datetime) -> str:
         traffic = TrafficConfig.from_json(rollout.traffic)
         ns, name = traffic.namespace, traffic.deployment
+        router = self._router(traffic)
         canary = self.workloads.read_canary(ns, name)
         if canary is None or canary.version != str(rollout.version.number):
             # An immediate rollback has no canary yet: it gets all the pods at once.
-            self.workloads.ensure_canary(ns, name, _canary_spec(rollout), traffic.canary_replicas(100))
-        httproute = traffic.router == RouterKind.HTTPROUTE
-        if httproute:
-            stable = self.workloads.read_stable(ns, name)
-            if stable.version == str(rollout.version.number) and stable.ready:
-                self._router(traffic).route(0)  # stable runs the new version: take traffic off the canary first
-        replicas = traffic.replicas if traffic.router == RouterKind.REPLICA_RATIO else None
-        if not self.workloads.promote_canary(ns, name, replicas):
+            self.workloads.ensure_canary(ns, name, _canary_spec(rollout), router.canary_replicas(100))
+        if not router.promote(str(rollout.version.number)):
             self._say(rollout.pk, rollout.phase, "waiting for the stable Deployment to roll out the new version")
             return "promoting"
-        if httproute:
-            self._router(traffic).route(0)
         services.finish_promotion(rollout, now=now)
         return "succeeded"
 
@@ -391,11 +382,8 @@ class Controller:
             services.fail(rollout, reason=reason, now=now)
         return rollout.phase
 
-    def _router(self, traffic: TrafficConfig):
-        if traffic.router == RouterKind.REPLICA_RATIO:
-            return ReplicaRatioRouter(self.workloads, traffic.namespace, traffic.deployment, traffic.replicas)
-        return HTTPRouteRouter(self.cluster, traffic.namespace, traffic.route, traffic.stable_service,
-                               traffic.canary_service)
+    def _router(self, traffic: TrafficConfig) -> TrafficRouter:
+        return build_router(traffic.target(), self.workloads)
 
     @staticmethod
     def _say(pk: int, phase: str | None, message: str) -> None:

@@ -9,9 +9,8 @@ from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 
 from controlplane.errors import InvalidInput
-from k8s.traffic import RouteState, split_replicas
+from k8s import RouterTarget, RouteState, build_router, complete_target
 from rollouts.analysis import AnalysisConfig
-from rollouts.choices import RouterKind
 
 DEFAULT_WEIGHTS = (10, 25, 50, 100)
 DEFAULT_PAUSE_S = 300
@@ -72,6 +71,9 @@ def steps_to_json(steps: tuple[Step, ...]) -> list[dict]:
     return [asdict(s) for s in steps]
 
 
+DEFAULT_ROUTER = "replica_ratio"
+
+
 @dataclass(frozen=True)
 class TrafficConfig:
     """Where the model's Deployments are and how traffic is moved between them."""
@@ -89,39 +91,33 @@ class TrafficConfig:
         if not isinstance(raw, dict):
             raise InvalidInput("traffic must be an object", code="invalid_traffic")
         raw = {k: v for k, v in raw.items() if v not in (None, "")}
-        router = raw.get("router", RouterKind.REPLICA_RATIO)
-        if router not in RouterKind.values:
-            raise InvalidInput(f"router must be one of {RouterKind.values}", code="invalid_traffic")
+        router = raw.get("router", DEFAULT_ROUTER)
         for field_name in ("namespace", "deployment"):
             if not isinstance(raw.get(field_name), str):
                 raise InvalidInput(f"traffic.{field_name} is required", code="invalid_traffic")
         replicas = raw.get("replicas", 4)
         if not _whole(replicas) or replicas < 1:
             raise InvalidInput(f"traffic.replicas is a whole number >= 1, not {replicas!r}", code="invalid_traffic")
-        config = cls(router=router, namespace=raw["namespace"], deployment=raw["deployment"],
-                     replicas=int(replicas), route=raw.get("route", ""),
-                     stable_service=raw.get("stable_service", ""), canary_service=raw.get("canary_service", ""))
-        if router == RouterKind.HTTPROUTE:
-            config = replace(config, route=config.route or config.deployment,
-                             stable_service=config.stable_service or config.deployment,
-                             canary_service=config.canary_service or f"{config.deployment}-canary")
-        return config
+        # The router's own defaults (HTTPRoute: route and Services named after the Deployment) live in k8s/.
+        target = complete_target(RouterTarget(
+            kind=str(router), namespace=raw["namespace"], deployment=raw["deployment"], replicas=int(replicas),
+            route=raw.get("route", ""), stable_service=raw.get("stable_service", ""),
+            canary_service=raw.get("canary_service", "")))
+        return cls(router=target.kind, namespace=target.namespace, deployment=target.deployment,
+                   replicas=target.replicas, route=target.route, stable_service=target.stable_service,
+                   canary_service=target.canary_service)
 
     def to_json(self) -> dict:
         return asdict(self)
 
-    def expected_route(self, weight: int) -> RouteState:
-        """What the cluster holds once `weight`% goes to the canary (replicas or route weights)."""
-        if self.router == RouterKind.REPLICA_RATIO:
-            stable, canary = split_replicas(self.replicas, weight)
-            return RouteState(stable, canary)
-        return RouteState(100 - weight, weight)
+    def target(self) -> RouterTarget:
+        return RouterTarget(kind=self.router, namespace=self.namespace, deployment=self.deployment,
+                            replicas=self.replicas, route=self.route, stable_service=self.stable_service,
+                            canary_service=self.canary_service)
 
-    def canary_replicas(self, weight: int) -> int:
-        """The canary Deployment's pods at `weight`%."""
-        if self.router == RouterKind.REPLICA_RATIO:
-            return split_replicas(self.replicas, weight)[1]
-        return self.replicas if weight > 0 else 0
+    def expected_route(self, weight: int) -> RouteState:
+        """What the cluster holds once `weight`% goes to the canary (replicas or route weights). No I/O."""
+        return build_router(self.target(), None).expected(weight)
 
 
 @dataclass(frozen=True)

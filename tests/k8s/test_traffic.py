@@ -91,3 +91,44 @@ def test_rollback_scales_canary_to_zero_and_routes_all_to_stable(kube_emulator, 
     assert by_replicas.observe() == RouteState(stable_weight=4, canary_weight=0)
     assert kube_emulator.object(DEPLOYMENTS, namespace, "resnet-server-canary")["spec"]["replicas"] == 0
     assert kube_emulator.object(DEPLOYMENTS, namespace, "resnet-server")["spec"]["replicas"] == 4
+
+
+def test_a_router_is_built_from_its_target_with_the_kinds_defaults():
+    from k8s import ROUTER_KINDS, RouterTarget, build_router, complete_target
+
+    target = complete_target(RouterTarget("httproute", "ml", "resnet-server", replicas=2))
+    assert (target.route, target.stable_service, target.canary_service) == (
+        "resnet-server", "resnet-server", "resnet-server-canary")
+    assert set(ROUTER_KINDS) == {"replica_ratio", "httproute"}
+    by_route = build_router(target, None)
+    assert (by_route.expected(25), by_route.canary_replicas(25), by_route.canary_replicas(0)) == (
+        RouteState(75, 25), 2, 0)
+    by_replicas = build_router(RouterTarget("replica_ratio", "ml", "resnet-server", replicas=4), None)
+    assert (by_replicas.expected(25), by_replicas.canary_replicas(25)) == (RouteState(3, 1), 1)
+
+
+def test_an_unknown_router_kind_is_invalid_input():
+    from controlplane.errors import InvalidInput
+    from k8s import RouterTarget, complete_target
+
+    with pytest.raises(InvalidInput) as raised:
+        complete_target(RouterTarget("istio", "ml", "resnet-server", replicas=4))
+    assert raised.value.code == "invalid_traffic"
+
+
+def test_httproute_promotion_moves_traffic_off_the_canary_once_the_stable_runs_the_new_version(
+        kube_emulator, cluster, workloads, namespace, stable):
+    from k8s import RouterTarget, build_router
+    from tests.k8s.conftest import mark_rolled_out
+
+    workloads.ensure_canary(namespace, "resnet-server", SPEC, replicas=1)
+    create_route(cluster, namespace, httproute())
+    router = build_router(RouterTarget("httproute", namespace, "resnet-server", replicas=1, route="resnet"), workloads)
+    router.route(50)
+
+    assert router.promote(SPEC.version) is False  # the stable is still rolling out the canary's template
+    assert router.observe() == RouteState(50, 50)  # traffic stays split while the stable is not ready
+    mark_rolled_out(kube_emulator, namespace, "resnet-server")
+    assert router.promote(SPEC.version) is True
+    assert router.observe() == RouteState(100, 0)
+    assert kube_emulator.object(DEPLOYMENTS, namespace, "resnet-server-canary")["spec"]["replicas"] == 0
