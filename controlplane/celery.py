@@ -20,7 +20,16 @@ app.conf.update(
 if not app.conf.broker_url.startswith("filesystem"):
     # How soon a gate whose worker died unacknowledged is handed to another worker.
     app.conf.broker_transport_options = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))}
-app.autodiscover_tasks(["workers"])
+app.autodiscover_tasks(["workers", "registry"])
+
+
+@app.on_after_finalize.connect
+def _schedule_blob_verification(sender, **_) -> None:
+    # Run by `celery -A controlplane beat`; on the gates queue because its workers already read the artifact store.
+    from django.conf import settings
+
+    sender.add_periodic_task(float(settings.MLCP_VERIFY_BLOBS_EVERY_S), sender.signature("registry.tasks.verify_blobs"),
+                             name="verify-blobs", queue="gates")
 
 
 @signals.worker_init.connect

@@ -84,3 +84,9 @@ class InternalError(MlcpError):
 
     code = "internal_error"
     http_status = 500
+
+
+def first_line(exc: BaseException, limit: int = 500) -> str:
+    """The first line of an exception's message (libraries raise pages of text), or its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

@@ -93,7 +93,7 @@ LOGIN_URL = "/accounts/login/"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "controlplane.tokens.ApiTokenAuthentication",  # hashed, expiring, revocable; DRF authtoken keys are not accepted
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["controlplane.roles.IsViewer"],
@@ -171,8 +171,12 @@ LOGGING = {
 # e.g. an emulator), else $KUBECONFIG, else the in-cluster service account.
 MLCP_K8S_HOST = env_str("MLCP_K8S_HOST")
 KUBECONFIG = env_str("KUBECONFIG")
-# Rollout webhooks are signed with HMAC-SHA256 of this secret (header X-Mlcp-Signature).
-MLCP_WEBHOOK_SECRET = env_str("MLCP_WEBHOOK_SECRET") or SECRET_KEY
+# Rollout webhooks are signed per Standard Webhooks (standardwebhooks.com) with this secret, `whsec_<base64>`.
+# Its own secret, so receivers never hold SECRET_KEY; with a webhook set and no secret, nothing is sent.
+MLCP_WEBHOOK_SECRET = env_str("MLCP_WEBHOOK_SECRET")
+# Webhook URLs resolving to loopback, private, link-local (cloud metadata) and other non-public addresses are
+# refused, except in these networks (CIDRs, comma-separated; e.g. an in-cluster receiver's 10.0.0.0/8).
+MLCP_WEBHOOK_ALLOW_PRIVATE = env_list("MLCP_WEBHOOK_ALLOW_PRIVATE", [])
 
 # The gate sandbox (workers/sandbox): where uploaded models are parsed, converted and run.
 # "auto" takes the strongest isolation that works here (bubblewrap, setuid, scrubbed).
@@ -187,3 +191,15 @@ MLCP_SANDBOX_PROCESSES = env_int("MLCP_SANDBOX_PROCESSES", 4096)  # threads coun
 MLCP_SANDBOX_RESULT_MAX_BYTES = env_int("MLCP_SANDBOX_RESULT_MAX_BYTES", 4 * 1024**2)
 # A gate whose worker died this many times while running it is an error (`worker_crashed`), never redelivered.
 MLCP_GATE_MAX_DELIVERIES = env_int("MLCP_GATE_MAX_DELIVERIES", 3)
+
+# Download verification (registry/api/views.py): a Range request trusts a check of the blob's bytes this
+# recent, and re-hashes the whole blob otherwise; a full download is hashed as it streams.
+MLCP_VERIFY_TRUST_S = env_int("MLCP_VERIFY_TRUST_S", 3600)
+# Celery beat re-hashes every stored blob not checked within this interval (`manage.py verifyblobs` by hand).
+MLCP_VERIFY_BLOBS_EVERY_S = env_int("MLCP_VERIFY_BLOBS_EVERY_S", 24 * 3600)
+
+# Governance. The gates every model's policy must keep, whatever an approver sets (quantization stays optional).
+MLCP_MINIMUM_GATES = env_list("MLCP_MINIMUM_GATES", ["validation", "golden_set"])
+# Four eyes: whoever uploaded a version, or last changed its model's gate policy or default golden set,
+# cannot approve it.
+MLCP_TWO_PERSON_APPROVAL = env_bool("MLCP_TWO_PERSON_APPROVAL", True)

@@ -1,6 +1,12 @@
-"""A model version's lifecycle: its statuses and the one table of legal moves."""
+"""A model version's lifecycle: its statuses and the one table of legal moves,
+and who may change the settings that decide whether a version ships.
+"""
+
+from typing import NamedTuple
 
 from django.db import models
+
+from controlplane.roles import Role
 
 
 class VersionStatus(models.TextChoices):
@@ -39,3 +45,18 @@ class ArtifactFormat(models.TextChoices):
 class SignatureSource(models.TextChoices):
     REGISTRY = "registry", "signed by the registry"
     CLIENT = "client", "client bundle verified against a trusted key"
+
+
+class Governed(NamedTuple):
+    role: Role  # the least role that changes it (admin always may)
+    endpoint: str  # PUT models/{name}/<endpoint>, with a reason
+
+
+# A model's settings that decide what a version must pass and where it ships. Each changes only through
+# its own endpoint and service function, with a reason in the audit trail; never through the model's
+# create or update, so a `ci` token that registers a model cannot also choose how it is judged.
+GOVERNED_SETTINGS: dict[str, Governed] = {
+    "gate_policy": Governed(Role.APPROVER, "gate-policy"),
+    "default_golden_set": Governed(Role.APPROVER, "default-golden-set"),
+    "rollout_target": Governed(Role.ADMIN, "target"),
+}

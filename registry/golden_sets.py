@@ -23,7 +23,7 @@ from typing import BinaryIO, Iterator
 import numpy as np
 from numpy.lib import format as npy_format
 
-from controlplane.errors import InvalidInput
+from controlplane.errors import InvalidInput, first_line
 
 # Limits, checked against what the archive declares before anything is decompressed.
 MAX_TOTAL_BYTES = 512 * 1024 * 1024  # uncompressed size of all members together
@@ -94,7 +94,7 @@ def _read_golden(source, *, keep_arrays: bool):
             low, high = (int(labels.min()), int(labels.max())) if keep_arrays else _label_range(archive, labels_m)
             names = _read_array(archive, names_m, True) if names_m is not None else None
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error, ValueError) as exc:
-        raise _invalid(f"the golden set is not a readable .npz file: {_first_line(exc)}") from exc
+        raise _invalid(f"the golden set is not a readable .npz file: {first_line(exc)}") from exc
     class_names = _class_names(names, low, high)
     return inputs, labels, class_names, (inputs_m.shape[0], list(inputs_m.shape[1:]))
 
@@ -277,8 +277,3 @@ def _invalid(detail: str) -> InvalidInput:
 
 def _too_large(detail: str) -> InvalidInput:
     return InvalidInput(detail, code="golden_set_too_large")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -28,6 +28,17 @@ class RegisteredModel(models.Model):
     default_golden_set = models.ForeignKey(
         "GoldenSet", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Where rollouts of this model go (rollouts.strategy.TrafficConfig as JSON; {} = not configured yet).
+    # Set by an admin only: a rollout request can name no other Deployment.
+    rollout_target = models.JSONField(default=dict, blank=True)
+    # Who last changed what a version must pass; for two-person approval they may not approve (None: nobody, or
+    # a system actor).
+    gate_policy_changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                               on_delete=models.SET_NULL, related_name="+")
+    gate_policy_changed_at = models.DateTimeField(null=True, blank=True)
+    golden_set_changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                              on_delete=models.SET_NULL, related_name="+")
+    golden_set_changed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
 
@@ -39,14 +50,65 @@ class RegisteredModel(models.Model):
 
 
 class Blob(models.Model):
-    """Bytes stored once under their SHA-256, whatever refers to them."""
+    """Bytes stored once under their SHA-256, whatever refers to them.
+
+    It also remembers when its stored bytes were last found to hash to the
+    digest, so a Range request can trust a recent check instead of re-reading
+    the whole blob, and when they were found altered, so they are never served.
+    """
 
     digest = models.CharField(max_length=64, primary_key=True)
     size = models.BigIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    tampered_at = models.DateTimeField(null=True, blank=True)
+    tampered_digest = models.CharField(max_length=64, blank=True, help_text="what the altered bytes hashed to")
 
     def __str__(self):
         return f"sha256:{self.digest}"
+
+    @property
+    def is_tampered(self) -> bool:
+        return self.tampered_at is not None
+
+    def verified_within(self, seconds: int, *, now) -> bool:
+        return self.verified_at is not None and (now - self.verified_at).total_seconds() < seconds
+
+    def verify(self, store=None, *, now) -> bool:
+        """Re-hash the stored bytes and record the outcome; True when they still match the digest."""
+        from registry.storage import default_store
+
+        return self.record_hash((store or default_store()).hash_stored(self.digest), read_at=now)
+
+    def record_hash(self, actual_digest: str, *, read_at) -> bool:
+        """Record what the stored bytes, read from `read_at` on, hashed to; True when that is the digest.
+
+        Matching bytes clear a tampered mark only when it predates the read: a
+        long download that began before the damage proves nothing about now.
+        """
+        blobs = Blob.objects.filter(pk=self.pk)
+        if actual_digest == self.digest:
+            # Content addressing makes a match proof of the original bytes, so a restored blob is served again.
+            restored = blobs.filter(tampered_at__lt=read_at).update(
+                verified_at=read_at, tampered_at=None, tampered_digest="")
+            if not restored:
+                blobs.filter(tampered_at__isnull=True).update(verified_at=read_at)
+            self.refresh_from_db(fields=["verified_at", "tampered_at", "tampered_digest"])
+            if restored:
+                AuditEvent.objects.create(actor="system", action="blob.restored", detail={"digest": self.digest})
+            return True
+        # Compare-and-set: of many requests finding the same damage, one writes the audit row.
+        first_to_notice = blobs.filter(tampered_at__isnull=True).update(
+            tampered_at=read_at, tampered_digest=actual_digest)
+        if not first_to_notice:
+            blobs.update(tampered_digest=actual_digest)
+        self.refresh_from_db(fields=["verified_at", "tampered_at", "tampered_digest"])
+        if first_to_notice:
+            versions = [str(v) for v in self.versions.select_related("model")]
+            AuditEvent.objects.create(actor="system", action="blob.tampered",
+                                      reason=f"stored bytes hash to sha256:{actual_digest}",
+                                      detail={"digest": self.digest, "actual": actual_digest, "versions": versions})
+        return False
 
 
 class ModelVersion(models.Model):

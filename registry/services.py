@@ -9,9 +9,12 @@ import logging
 import zipfile
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
+from django.utils import timezone
 
-from controlplane.errors import IllegalTransition, IntegrityFailure, InvalidInput, NotFound
+from controlplane.errors import Forbidden, IllegalTransition, IntegrityFailure, InvalidInput, NotFound
 from registry import pipeline, signing
 from registry.choices import TRANSITIONS, ArtifactFormat, SignatureSource, VersionStatus
 from registry.models import Alias, AliasMove, AuditEvent, Blob, GoldenSet, ModelVersion, RegisteredModel
@@ -192,12 +195,44 @@ def transition_version(version: ModelVersion, new_status: str, *, actor, reason:
 
 
 def approve_version(version: ModelVersion, *, actor, reason: str) -> ModelVersion:
+    """Approve a version awaiting approval; with two-person approval, never by whoever shaped it (403 self_approval)."""
     if version.status != VersionStatus.AWAITING_APPROVAL:
         raise IllegalTransition(
             f"{version} is {version.status}; only a version awaiting approval can be approved",
             from_state=version.status, to_state=VersionStatus.APPROVED,
         )
+    conflicts = approval_conflicts(version, actor)
+    if conflicts:
+        raise Forbidden(f"{actor_name(actor)} may not approve {version}: they {' and '.join(conflicts)}; "
+                        "another approver must approve it (two-person approval)", code="self_approval",
+                        conflicts=conflicts)
     return transition_version(version, VersionStatus.APPROVED, actor=actor, reason=reason)
+
+
+def approval_conflicts(version: ModelVersion, actor) -> list[str]:
+    """Why `actor` may not approve `version` under two-person approval (MLCP_TWO_PERSON_APPROVAL); [] if they may.
+
+    Whoever uploaded the version (or the version a gate derived it from), or last changed what its
+    gates judge it by (the model's gate policy or default golden set), needs a second person's
+    approval: otherwise one person holding `ci` and `approver` ships what they alone decided.
+    """
+    person = getattr(actor, "pk", None)
+    if not settings.MLCP_TWO_PERSON_APPROVAL or person is None:
+        return []  # system actors (the demo, tests) are not people
+    conflicts = []
+    uploaders = set()
+    ancestor = version
+    while ancestor is not None:  # a derived version (int8, pt2 -> ONNX) was made from its uploader's bytes
+        uploaders.add(ancestor.created_by_id)
+        ancestor = ancestor.parent
+    if person in uploaders:
+        conflicts.append("uploaded it")
+    model = RegisteredModel.objects.get(pk=version.model_id)
+    if model.gate_policy_changed_by_id == person:
+        conflicts.append(f"last changed the gate policy of '{model.name}'")
+    if model.golden_set_changed_by_id == person:
+        conflicts.append(f"last set the default golden set of '{model.name}'")
+    return conflicts
 
 
 def reject_version(version: ModelVersion, *, actor, reason: str) -> ModelVersion:
@@ -290,12 +325,18 @@ def read_verified_artifact(version: ModelVersion, store: BlobStore | None = None
 # -------------------------------------------------------------- golden sets
 
 def register_golden_set(model: RegisteredModel, staged: StagedBlob, *, actor, description: str = "",
-                        make_default: bool = True, store: BlobStore | None = None) -> GoldenSet:
-    """Store, sign and describe a labelled .npz set; optionally make it the model's default."""
+                        make_default: bool = True, reason: str = "", store: BlobStore | None = None) -> GoldenSet:
+    """Store, sign and describe a labelled .npz set; optionally make it the model's default.
+
+    Who may make it the default is the caller's check (GOVERNED_SETTINGS); the change is audited with
+    `reason` and its author recorded for two-person approval.
+    """
     from registry.golden_sets import describe_golden_set
 
     store = store or default_store()
     try:
+        if make_default and _person(actor) is not None:  # a system actor's setup (the demo) has nobody to ask
+            _require_reason(reason, "making a golden set the default")
         digest = staged.digest or staged.finish()
         with open(staged.path, "rb") as fh:
             summary = describe_golden_set(fh)
@@ -317,14 +358,93 @@ def register_golden_set(model: RegisteredModel, staged: StagedBlob, *, actor, de
                 created_by=actor if getattr(actor, "pk", None) else None,
             )
             if make_default:
-                locked.default_golden_set = golden
-                locked.save(update_fields=["default_golden_set"])
-            record_audit(actor, "golden_set.registered", model_name=model.name, digest=digest,
+                _make_default(locked, golden, actor)
+            record_audit(actor, "golden_set.registered", model_name=model.name, digest=digest, reason=reason,
                          golden_set=golden.number, default=make_default)
             return golden
     except BaseException:
         _drop_unreferenced_blob(store, digest)
         raise
+
+
+def _make_default(locked: RegisteredModel, golden: GoldenSet, actor) -> None:
+    locked.default_golden_set = golden
+    locked.golden_set_changed_by = _person(actor)
+    locked.golden_set_changed_at = timezone.now()
+    locked.save(update_fields=["default_golden_set", "golden_set_changed_by", "golden_set_changed_at"])
+
+
+@transaction.atomic
+def set_default_golden_set(model: RegisteredModel, number: int, *, actor, reason: str) -> RegisteredModel:
+    """Make the model's golden set `number` the one its golden-set gate judges versions by."""
+    _require_reason(reason, "changing the default golden set")
+    locked = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+    golden = locked.golden_sets.filter(number=number).first()
+    if golden is None:
+        raise NotFound(f"model '{model.name}' has no golden set {number}")
+    previous = locked.default_golden_set.number if locked.default_golden_set_id else None
+    _make_default(locked, golden, actor)
+    record_audit(actor, "model.default_golden_set", model_name=model.name, reason=reason,
+                 from_state=str(previous or ""), to_state=str(number))
+    return locked
+
+
+# -------------------------------------------------------------- governance
+
+def minimum_gates() -> list[str]:
+    """The gates every model's policy keeps (MLCP_MINIMUM_GATES), checked against the gates that exist."""
+    from workers.gates.policy import GATE_NAMES
+
+    gates = list(settings.MLCP_MINIMUM_GATES)
+    unknown = [gate for gate in gates if gate not in GATE_NAMES]
+    if unknown:
+        raise ImproperlyConfigured(f"MLCP_MINIMUM_GATES names unknown gates {unknown}; known: {list(GATE_NAMES)}")
+    return gates
+
+
+def check_gate_policy(overrides) -> dict:
+    """The policy `overrides` resolve to; refused when malformed (invalid_gate_policy) or below the floor.
+
+    Below the floor (policy_below_floor) means it leaves out a gate the organisation requires of every
+    model: `{"gates": []}` would leave versions gating for ever, `["validation"]` would skip the golden set.
+    """
+    # Imported here: the gates package loads onnxruntime, which only writes of a policy need.
+    from workers.gates.policy import resolve_gate_policy
+
+    policy = resolve_gate_policy(overrides)
+    required = minimum_gates()
+    missing = [gate for gate in required if gate not in policy["gates"]]
+    if missing:
+        raise InvalidInput(f"the policy's gates {policy['gates']} leave out {', '.join(missing)}; every model runs "
+                           f"at least {', '.join(required)} (MLCP_MINIMUM_GATES)", code="policy_below_floor",
+                           missing=missing, minimum=required)
+    return policy
+
+
+@transaction.atomic
+def set_gate_policy(model: RegisteredModel, overrides: dict, *, actor, reason: str) -> RegisteredModel:
+    """Replace the model's gate policy overrides, at or above the floor, with the reason audited."""
+    _require_reason(reason, "changing a gate policy")
+    check_gate_policy(overrides)
+    locked = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+    previous = locked.gate_policy
+    locked.gate_policy = overrides
+    locked.gate_policy_changed_by = _person(actor)
+    locked.gate_policy_changed_at = timezone.now()
+    locked.save(update_fields=["gate_policy", "gate_policy_changed_by", "gate_policy_changed_at"])
+    record_audit(actor, "model.gate_policy", model_name=model.name, reason=reason, previous=previous,
+                 policy=overrides)
+    return locked
+
+
+def _require_reason(reason: str, what: str) -> None:
+    if not (reason or "").strip():
+        raise InvalidInput(f"{what} needs a reason; it is kept in the audit trail", code="reason_required")
+
+
+def _person(actor):
+    """The user row behind `actor`, or None for a system actor ("demo", "gate-pipeline")."""
+    return actor if getattr(actor, "pk", None) else None
 
 
 def parse_json_field(raw, field: str, expect=dict):

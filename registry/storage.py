@@ -145,18 +145,51 @@ class BlobStore:
             )
         return data
 
+    def iter_verified(self, digest: str) -> Iterator[bytes]:
+        """Stream the whole blob, hashing what it yields; raise IntegrityFailure instead of the last chunk.
+
+        Holding the last chunk back until the hash is known means altered bytes
+        never arrive complete: the client sees a failed, short transfer. The
+        blob is opened now, so a missing one raises NotFound before any byte.
+        """
+        return _verified_chunks(self.open(digest), digest)
+
     def iter_range(self, digest: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """Stream bytes [start, end] inclusive, one chunk at a time."""
-        with self.open(digest) as fh:
-            fh.seek(start)
-            remaining = None if end is None else end - start + 1
-            while remaining is None or remaining > 0:
-                chunk = fh.read(CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining))
-                if not chunk:
-                    break
-                if remaining is not None:
-                    remaining -= len(chunk)
-                yield chunk
+        """Stream bytes [start, end] inclusive, one chunk at a time; a missing blob raises NotFound now."""
+        return _range_chunks(self.open(digest), start, end)
+
+
+def _verified_chunks(fh: BinaryIO, digest: str) -> Iterator[bytes]:
+    hasher = hashlib.sha256()
+    with fh:
+        held = fh.read(CHUNK_SIZE)
+        hasher.update(held)
+        for chunk in iter(lambda: fh.read(CHUNK_SIZE), b""):
+            hasher.update(chunk)
+            yield held
+            held = chunk
+    actual = hasher.hexdigest()
+    if actual != digest:
+        raise IntegrityFailure(
+            f"stored blob sha256:{digest} has been altered (it now hashes to sha256:{actual})",
+            expected=digest,
+            actual=actual,
+        )
+    if held:
+        yield held
+
+
+def _range_chunks(fh: BinaryIO, start: int, end: int | None) -> Iterator[bytes]:
+    with fh:
+        fh.seek(start)
+        remaining = None if end is None else end - start + 1
+        while remaining is None or remaining > 0:
+            chunk = fh.read(CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining))
+            if not chunk:
+                break
+            if remaining is not None:
+                remaining -= len(chunk)
+            yield chunk
 
 
 def _fsync_dir(path: Path) -> None:

@@ -1,7 +1,8 @@
-"""Django admin for rollouts: read-only; phases move only through the services."""
+"""Django admin for rollouts: shown only; phases move through the services, analysis runs are history."""
 
 from django.contrib import admin
 
+from controlplane.admin import ReadOnlyAdmin
 from rollouts.models import AnalysisRun, ControllerLease, Rollout, RolloutEvent
 
 
@@ -12,24 +13,21 @@ class RolloutEventInline(admin.TabularInline):
     extra = 0
     can_delete = False
 
+    def has_add_permission(self, request, obj=None):
+        return False
+
 
 @admin.register(Rollout)
-class RolloutAdmin(admin.ModelAdmin):
+class RolloutAdmin(ReadOnlyAdmin):
     list_display = ["pk", "model", "version", "stable_version", "kind", "phase", "current_step", "created_at"]
     list_filter = ["phase", "kind", "model"]
     inlines = [RolloutEventInline]
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(AnalysisRun)
-class AnalysisRunAdmin(admin.ModelAdmin):
+class AnalysisRunAdmin(ReadOnlyAdmin):
     list_display = ["rollout", "step", "at", "verdict", "reason"]
     list_filter = ["verdict"]
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ControllerLease)

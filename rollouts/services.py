@@ -1,7 +1,8 @@
 """The rollout domain functions that views, commands and the controller call.
 
 Each takes rows and plain values, enforces the rollout rules (one active rollout
-per model, approved and signed versions only, the transitions table), records
+per model, approved and signed versions only, to the model's own target, the
+transitions table), records
 a `RolloutEvent` for every change, and raises a `controlplane.errors` error
 otherwise. Cluster changes are the controller's: these only write the database.
 """
@@ -13,7 +14,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from controlplane.errors import Conflict, IllegalTransition, IntegrityFailure, InvalidInput, MlcpError, NotFound
+from controlplane.errors import (Conflict, Forbidden, IllegalTransition, IntegrityFailure, InvalidInput, MlcpError,
+                                 NotFound)
 from registry import services as registry
 from registry import signing
 from registry.choices import VersionStatus
@@ -117,20 +119,29 @@ def step_start_fields(rollout: Rollout, step: int, now: datetime) -> dict:
 
 # ----------------------------------------------------------------- starting
 
-def start_rollout(model: RegisteredModel, version: ModelVersion, *, actor, traffic: dict, steps=None,
+def start_rollout(model: RegisteredModel, version: ModelVersion, *, actor, traffic: dict | None = None, steps=None,
                   analysis: dict | None = None, approval_required: bool = True,
                   kind: str = RolloutKind.CANARY, reason: str = "", now: datetime | None = None) -> Rollout:
-    """Create a pending rollout of `version`; the controller takes it from there.
+    """Create a pending rollout of `version` to its model's rollout target; the controller takes it from there.
 
-    Refuses (409) while another rollout of the model is active, a version that is
-    rejected, not approved (when approval is required), already in production,
-    or whose signature does not verify.
+    `traffic` may repeat fields of the model's target, never name another value
+    (403 foreign_target); without a target set by an admin, nothing rolls out
+    (409 no_target). Refuses (409) while another rollout of the model is active,
+    a version that is rejected, not approved (when approval is required),
+    already in production, or whose signature does not verify.
     """
-    now = now or timezone.now()
     if version.model_id != model.pk:
         raise InvalidInput(f"{version} does not belong to model '{model.name}'")
+    target = target_of(model, requested=traffic)
+    return _create_rollout(model, version, target, actor=actor, steps=steps, analysis=analysis,
+                           approval_required=approval_required, kind=kind, reason=reason, now=now)
+
+
+def _create_rollout(model: RegisteredModel, version: ModelVersion, traffic_config: TrafficConfig, *, actor, steps,
+                    analysis: dict | None, approval_required: bool, kind: str, reason: str,
+                    now: datetime | None) -> Rollout:
+    now = now or timezone.now()
     parsed_steps = parse_steps(steps)
-    traffic_config = TrafficConfig.from_json(traffic)
     analysis_settings = AnalysisSettings.from_json(analysis, model.slo)
     _require_no_active_rollout(model)
     _require_shippable(version, approval_required)
@@ -163,6 +174,51 @@ def start_rollout(model: RegisteredModel, version: ModelVersion, *, actor, traff
         raise Conflict(f"another rollout of '{model.name}' started at the same time",
                        code="rollout_in_progress") from None
     return rollout
+
+
+# ------------------------------------------------------------------ targets
+
+def set_rollout_target(model: RegisteredModel, traffic: dict, *, actor, reason: str) -> RegisteredModel:
+    """Set where the model's rollouts go from now on: an admin's decision, audited with its reason.
+
+    A rollout already under way keeps the target it started with.
+    """
+    if not (reason or "").strip():
+        raise InvalidInput("changing a rollout target needs a reason; it is kept in the audit trail",
+                           code="reason_required")
+    target = TrafficConfig.from_json(traffic).to_json()
+    with transaction.atomic():
+        locked = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+        previous, locked.rollout_target = locked.rollout_target, target
+        locked.save(update_fields=["rollout_target"])
+        registry.record_audit(actor, "model.rollout_target", model_name=model.name, reason=reason,
+                              previous=previous, target=target)
+    return locked
+
+
+def target_of(model: RegisteredModel, *, requested: dict | None = None) -> TrafficConfig:
+    """The model's rollout target, as stored now; `requested` fields must repeat it, not name another.
+
+    The target is the model's configuration, not the request's: otherwise a `ci` token
+    could send an approved version of one model to another model's Deployment.
+    """
+    stored = RegisteredModel.objects.values_list("rollout_target", flat=True).get(pk=model.pk)
+    if not stored:
+        raise Conflict(f"'{model.name}' has no rollout target yet; an admin sets where it runs "
+                       f"(PUT models/{model.name}/target)", code="no_target")
+    target = TrafficConfig.from_json(stored)
+    expected = target.to_json()
+    named = {field: value for field, value in (requested or {}).items() if value not in (None, "")}
+    unknown = sorted(set(named) - set(expected))
+    if unknown:
+        raise InvalidInput(f"unknown traffic fields {unknown[:5]}; known: {sorted(expected)}", code="invalid_traffic")
+    foreign = sorted(field for field, value in named.items() if value != expected[field])
+    if foreign:
+        raise Forbidden(f"rollouts of '{model.name}' go to its target, {target.namespace}/{target.deployment}; "
+                        f"this request names another {', '.join(foreign)} "
+                        f"({', '.join(f'{f}={named[f]!r}' for f in foreign)}). Leave them out, or ask an admin to "
+                        f"change the target (PUT models/{model.name}/target)", code="foreign_target", fields=foreign)
+    return target
 
 
 def _require_no_active_rollout(model: RegisteredModel) -> None:
@@ -271,8 +327,11 @@ def rollback(model: RegisteredModel, *, reason: str, actor, now: datetime | None
     if last is None:
         raise Conflict(f"no rollout of '{model.name}' has succeeded, so mlcp does not know where it runs",
                        code="no_traffic_config")
-    return start_rollout(model, previous, actor=actor, traffic=last.traffic, steps=[100], kind=RolloutKind.ROLLBACK,
-                         analysis=last.analysis, reason=f"rollback from {current}: {reason}", now=now)
+    # Back where production runs now, the last successful rollout's target, even if an admin has since changed
+    # the model's: the rollback must replace what is serving.
+    return _create_rollout(model, previous, TrafficConfig.from_json(last.traffic), actor=actor, steps=[100],
+                           analysis=last.analysis, approval_required=True, kind=RolloutKind.ROLLBACK,
+                           reason=f"rollback from {current}: {reason}", now=now)
 
 
 def _retreat(rollout: Rollout, outcome: str, *, actor, reason: str, now: datetime | None) -> Rollout:

@@ -5,7 +5,7 @@ analysis judges against. Parsed and validated once from the JSON stored on the
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 
 from controlplane.errors import InvalidInput

@@ -34,6 +34,30 @@ def client_for(role: Role, username: str | None = None) -> APIClient:
     return client
 
 
+# Where the rollout tests' models run, unless a test says otherwise.
+TARGET = {"namespace": "ml", "deployment": "resnet-server", "replicas": 4}
+
+
+def set_target(model, traffic: dict | None = None):
+    """Point `model`'s rollouts at `traffic` (default TARGET), as an admin does once per model."""
+    from rollouts.services import set_rollout_target
+
+    set_rollout_target(model, traffic or TARGET, actor="test-admin", reason="test setup")
+    model.refresh_from_db()
+    return model
+
+
+def client_with_roles(username: str, *roles: Role) -> APIClient:
+    """One person holding several roles (the insider four-eyes approval is about)."""
+    token = None
+    for role in roles:
+        token = issue_token(username, role)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    client.username = username
+    return client
+
+
 def upload(client: APIClient, model: str, data: bytes, name: str = "model.onnx", **fields):
     payload = {"artifact": SimpleUploadedFile(name, data, "application/octet-stream")}
     for key, value in fields.items():

@@ -130,11 +130,15 @@ def cmd_golden_push(args, client) -> int:
     client.ensure_model(args.model)
     with _progress() as progress:
         task = progress.add_task(f"uploading {path.name}", total=path.stat().st_size)
-        golden = client.upload(f"/api/v1/models/{args.model}/golden-sets/", path, "golden_set",
-                               {"description": args.description, "make_default": "true"},
+        fields = {"description": args.description}
+        if args.make_default:
+            # Governed: only an approver may change what the gates measure against, with a reason.
+            fields.update(make_default="true", reason=args.make_default)
+        golden = client.upload(f"/api/v1/models/{args.model}/golden-sets/", path, "golden_set", fields,
                                on_progress=lambda sent, total: progress.update(task, completed=sent, total=total))
     _emit(args, golden, lambda g: console.print(
-        f"golden set {g['model']}#{g['number']}: {g['num_examples']} examples, sha256:{g['digest']} (default)"))
+        f"golden set {g['model']}#{g['number']}: {g['num_examples']} examples, sha256:{g['digest']}"
+        + (" (default)" if args.make_default else " (not the default: an approver sets that)")))
     return 0
 
 
@@ -190,10 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     versions.set_defaults(handler=cmd_versions)
 
     golden = sub.add_parser("golden-set", help="golden sets").add_subparsers(dest="golden_command", required=True)
-    golden_push = golden.add_parser("push", help="register a labelled .npz and make it the model's default")
+    golden_push = golden.add_parser("push", help="register a labelled .npz (an approver may make it the default)")
     golden_push.add_argument("model")
     golden_push.add_argument("file")
     golden_push.add_argument("--description", default="")
+    golden_push.add_argument("--make-default", metavar="REASON", default="",
+                             help="make it the model's default golden set (approver or admin), with this reason")
     golden_push.set_defaults(handler=cmd_golden_push)
 
     from controlplane.cli.serve import add_serve_parser  # the model server; imports nothing heavy

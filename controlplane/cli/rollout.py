@@ -20,15 +20,19 @@ def add_commands(sub) -> None:
     """Hook the rollout commands into the `mlcp` parser's subcommands."""
     rollout = sub.add_parser("rollout", help="canary rollouts").add_subparsers(dest="rollout_command", required=True)
 
-    start = rollout.add_parser("start", help="start a canary rollout of MODEL VERSION")
+    start = rollout.add_parser("start", help="start a canary rollout of MODEL VERSION to the model's target",
+                               description="The rollout goes where an admin pointed the model (PUT "
+                                           "models/NAME/target). --namespace, --deployment, --replicas and "
+                                           "--httproute only check that target: a different value is refused.")
     start.add_argument("model")
     start.add_argument("version", type=int)
-    start.add_argument("--namespace", required=True)
-    start.add_argument("--deployment", required=True, help="the stable Deployment of the model server")
-    start.add_argument("--replicas", type=int, default=4, help="pods in all (replica ratio) or the canary's (HTTPRoute)")
+    start.add_argument("--namespace", help="expect the model's target in this namespace")
+    start.add_argument("--deployment", help="expect this stable Deployment of the model server")
+    start.add_argument("--replicas", type=int, help="expect these pods in all (replica ratio) or the canary's "
+                                                    "(HTTPRoute)")
     start.add_argument("--steps", default="10,25,50,100", help="canary weights in percent, the last one 100")
     start.add_argument("--pause", type=int, help="seconds each step holds (default 300)")
-    start.add_argument("--httproute", metavar="ROUTE", help="move weights on this Gateway API HTTPRoute")
+    start.add_argument("--httproute", metavar="ROUTE", help="expect weights moved on this Gateway API HTTPRoute")
     start.set_defaults(handler=cmd_start)
 
     status = rollout.add_parser("status", help="show a rollout")
@@ -57,8 +61,10 @@ def add_commands(sub) -> None:
 
 def cmd_start(args, client) -> int:
     steps = [int(w) for w in args.steps.split(",") if w.strip()]
-    body = {"model": args.model, "version": args.version, "namespace": args.namespace,
-            "deployment": args.deployment, "replicas": args.replicas, "steps": steps}
+    body = {"model": args.model, "version": args.version, "steps": steps}
+    # Only what the user typed: a default sent on their behalf could differ from the model's target.
+    body.update({name: value for name, value in (("namespace", args.namespace), ("deployment", args.deployment),
+                                                 ("replicas", args.replicas)) if value is not None})
     if args.pause is not None:
         body["pause_s"] = args.pause
     if args.httproute:

@@ -50,15 +50,27 @@ def _require_http_url(value: str) -> str:
 
 
 class RegisteredModelSerializer(serializers.ModelSerializer):
+    """A model as shown, and what its create or update writes.
+
+    Its governed settings (registry.choices.GOVERNED_SETTINGS: gate policy, default golden set, rollout
+    target) are shown here but change only through their own endpoints, with a reason.
+    """
+
     created_by = serializers.StringRelatedField()
     default_golden_set = serializers.SerializerMethodField()
     aliases = serializers.SerializerMethodField()
+    gate_policy_changed_by = serializers.StringRelatedField()
+    golden_set_changed_by = serializers.StringRelatedField()
 
     class Meta:
         model = RegisteredModel
         fields = ["name", "description", "task", "class_labels", "owner", "gate_policy", "slo",
-                  "notification_webhook", "default_golden_set", "aliases", "created_at", "created_by"]
-        read_only_fields = ["created_at", "created_by", "default_golden_set", "aliases"]
+                  "notification_webhook", "default_golden_set", "rollout_target", "aliases",
+                  "gate_policy_changed_by", "gate_policy_changed_at", "golden_set_changed_by",
+                  "golden_set_changed_at", "created_at", "created_by"]
+        read_only_fields = ["created_at", "created_by", "default_golden_set", "aliases", "gate_policy",
+                            "rollout_target", "gate_policy_changed_by", "gate_policy_changed_at",
+                            "golden_set_changed_by", "golden_set_changed_at"]
         extra_kwargs = {"description": {"max_length": MAX_DESCRIPTION}}
 
     def get_default_golden_set(self, obj) -> int | None:
@@ -74,19 +86,6 @@ class RegisteredModelSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(f"at most {MAX_CLASS_LABELS} class labels, not {len(value)}")
         if any(len(label) > MAX_LABEL for label in value):
             raise serializers.ValidationError(f"a class label is at most {MAX_LABEL} characters")
-        return value
-
-    def validate_gate_policy(self, value):
-        # Imported here: the gates package loads onnxruntime, which only writes of a policy need.
-        from controlplane.errors import InvalidInput
-        from workers.gates.policy import resolve_gate_policy
-
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("gate_policy must be a JSON object of overrides")
-        try:
-            resolve_gate_policy(value)  # the same check the gates apply: a typo must not loosen a gate later
-        except InvalidInput as exc:
-            raise serializers.ValidationError(exc.detail) from None
         return value
 
     def validate_slo(self, value):
@@ -106,7 +105,11 @@ class RegisteredModelSerializer(serializers.ModelSerializer):
         return value
 
     def validate_notification_webhook(self, value):
-        return _require_http_url(value)
+        # The rule lives beside delivery, which applies it again (DNS can change); a refusal is a 400
+        # with code webhook_url_refused.
+        from rollouts.notifications import validate_webhook_url
+
+        return validate_webhook_url(_require_http_url(value)) if value else value
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -287,11 +290,40 @@ class ReasonSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=MAX_REASON, allow_blank=True, required=False, default="")
 
 
-class GoldenSetUploadSerializer(serializers.Serializer):
-    """The non-file fields of `POST models/{name}/golden-sets/` (multipart, file part `golden_set`)."""
+class GatePolicyChangeSerializer(ReasonSerializer):
+    """`PUT models/{name}/gate-policy`: the new overrides (replacing the old) and why; an empty reason is a
+    400 `reason_required`, a policy without the organisation's minimum gates a 400 `policy_below_floor`."""
+
+    gate_policy = serializers.JSONField()
+
+    def validate_gate_policy(self, value):
+        # Imported here: the gates package loads onnxruntime, which only writes of a policy need.
+        from controlplane.errors import InvalidInput
+        from workers.gates.policy import resolve_gate_policy
+
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("gate_policy must be a JSON object of overrides")
+        try:
+            resolve_gate_policy(value)  # the same check the gates apply: a typo must not loosen a gate later
+        except InvalidInput as exc:
+            raise serializers.ValidationError(exc.detail) from None
+        return value
+
+
+class DefaultGoldenSetChangeSerializer(ReasonSerializer):
+    """`PUT models/{name}/default-golden-set`: which of the model's golden sets its gate judges by, and why."""
+
+    number = serializers.IntegerField(min_value=1, max_value=MAX_VERSION_NUMBER)
+
+
+class GoldenSetUploadSerializer(ReasonSerializer):
+    """The non-file fields of `POST models/{name}/golden-sets/` (multipart, file part `golden_set`).
+
+    A new set is only stored unless `make_default`: making it the default needs `approver` and a reason.
+    """
 
     description = serializers.CharField(max_length=MAX_DESCRIPTION, allow_blank=True, required=False, default="")
-    make_default = serializers.BooleanField(required=False, default=True)
+    make_default = serializers.BooleanField(required=False, default=False)
 
 
 class AliasSerializer(serializers.ModelSerializer):

@@ -1,14 +1,17 @@
 """Registry endpoints: each parses, authorizes, calls one service, renders."""
 
 import base64
+import logging
 import re
 import unicodedata
 from urllib.parse import quote
 
+from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
 from django.db import transaction
 from django.db.models.fields.json import KeyTransform
 from django.http import StreamingHttpResponse
+from django.utils import timezone
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
@@ -22,11 +25,16 @@ from controlplane.errors import Forbidden, IntegrityFailure, InvalidInput
 from controlplane.roles import ActionRoles, Role, has_role
 from registry import services, signing
 from registry.api import serializers as s
+from registry.choices import GOVERNED_SETTINGS
 from registry.models import AuditEvent, GoldenSet, ModelVersion, RegisteredModel
 from registry.storage import default_store
 from registry.upload import StagedUpload, discard_all
+from rollouts import services as rollouts
+from rollouts.api.serializers import RolloutTargetSerializer
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_TAG_KEY = re.compile(rf"[A-Za-z0-9_.:/-]{{1,{s.MAX_TAG_KEY}}}")
+log = logging.getLogger(__name__)
 
 
 class RegisteredModelViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
@@ -36,9 +44,20 @@ class RegisteredModelViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, v
     permission_classes = [ActionRoles]
     parser_classes = API_PARSERS
     action_roles = {"create": Role.CI, "update": Role.ADMIN, "partial_update": Role.ADMIN,
-                    "aliases": Role.VIEWER, "alias_history": Role.VIEWER}
+                    "aliases": Role.VIEWER, "alias_history": Role.VIEWER,
+                    # One action per governed setting, named after it.
+                    **{setting: governed.role for setting, governed in GOVERNED_SETTINGS.items()}}
     filterset_fields = ["task", "owner"]
     search_fields = ["name"]
+
+    def create(self, request, *args, **kwargs):
+        _refuse_governed_settings(request)
+        return super().create(request, *args, **kwargs)
+
+    def update(self, request, *args, **kwargs):
+        # A body that repeats a setting as shown (a GET sent back with one field changed) changes nothing of it.
+        _refuse_governed_settings(request, shown=s.RegisteredModelSerializer(self.get_object()).data)
+        return super().update(request, *args, **kwargs)
 
     def perform_create(self, serializer):
         with transaction.atomic():
@@ -51,6 +70,34 @@ class RegisteredModelViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, v
             services.record_audit(self.request.user, "model.updated", model_name=model.name,
                                   fields=sorted(serializer.validated_data))
 
+    @extend_schema(request=s.GatePolicyChangeSerializer, responses=s.RegisteredModelSerializer)
+    @action(detail=True, methods=["put"], url_path="gate-policy")
+    def gate_policy(self, request, name=None):
+        body = s.GatePolicyChangeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        model = services.set_gate_policy(self.get_object(), body.validated_data["gate_policy"], actor=request.user,
+                                         reason=body.validated_data["reason"])
+        return Response(s.RegisteredModelSerializer(model).data)
+
+    @extend_schema(request=s.DefaultGoldenSetChangeSerializer, responses=s.RegisteredModelSerializer)
+    @action(detail=True, methods=["put"], url_path="default-golden-set")
+    def default_golden_set(self, request, name=None):
+        body = s.DefaultGoldenSetChangeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        model = services.set_default_golden_set(self.get_object(), body.validated_data["number"],
+                                                actor=request.user, reason=body.validated_data["reason"])
+        return Response(s.RegisteredModelSerializer(model).data)
+
+    @extend_schema(request=RolloutTargetSerializer, responses=s.RegisteredModelSerializer)
+    @action(detail=True, methods=["put"], url_path="target")
+    def rollout_target(self, request, name=None):
+        """Where this model's rollouts go; the rule that they go nowhere else is `rollouts.services`'."""
+        body = RolloutTargetSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        model = rollouts.set_rollout_target(self.get_object(), body.traffic_config(), actor=request.user,
+                                            reason=body.validated_data["reason"])
+        return Response(s.RegisteredModelSerializer(model).data)
+
     @action(detail=True, methods=["get"])
     def aliases(self, request, name=None):
         model = self.get_object()
@@ -61,6 +108,25 @@ class RegisteredModelViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, v
         model = self.get_object()
         return Response(s.AliasMoveSerializer(model.alias_moves.select_related("from_version", "to_version")[:200],
                                               many=True).data)
+
+
+def _require_governing_role(user, setting: str) -> None:
+    governed = GOVERNED_SETTINGS[setting]
+    if not has_role(user, governed.role):
+        raise Forbidden(f"a model's {setting} is changed only by '{governed.role}' or 'admin', with a reason "
+                        f"(PUT models/{{name}}/{governed.endpoint})", setting=setting)
+
+
+def _refuse_governed_settings(request, shown: dict | None = None) -> None:
+    """A model's create or update never changes a governed setting: 403 without its role, else 400 naming
+    the endpoint that changes it with a reason (a `ci` model starts on the default policy)."""
+    if not isinstance(request.data, dict):
+        return  # the serializer refuses a body that is not an object
+    for setting, governed in GOVERNED_SETTINGS.items():
+        if setting in request.data and (shown is None or request.data[setting] != shown.get(setting)):
+            _require_governing_role(request.user, setting)
+            raise InvalidInput(f"'{setting}' is not changed with the model: PUT models/{{name}}/{governed.endpoint} "
+                               "with a reason", code="governed_setting", setting=setting)
 
 
 class AliasView(APIView):
@@ -94,8 +160,11 @@ class VersionFilter(filters.FilterSet):
         fields = ["status", "format", "git_commit"]
 
     def filter_tag(self, queryset, name, value):
-        key, _, wanted = value.partition("=")
-        # The key as one literal JSON key: spliced into `tags__<key>`, "a__contains" would become a lookup.
+        key, separator, wanted = value.partition("=")
+        if not separator or not _TAG_KEY.fullmatch(key) or len(wanted) > s.MAX_TAG_VALUE:
+            raise InvalidInput(f"a tag filter is KEY=VALUE: a key of 1 to {s.MAX_TAG_KEY} letters, digits or "
+                               f"'_.:/-', a value of at most {s.MAX_TAG_VALUE} characters")
+        # The key as one literal JSON key: spliced into `tags__<key>`, "a__regex" would become a lookup.
         return queryset.alias(_tag=KeyTransform(key, "tags")).filter(_tag=wanted)
 
 
@@ -196,18 +265,32 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
 
     @action(detail=True, methods=["get"])
     def verify(self, request, model_name=None, number=None):
-        report = services.verify_version(self.get_object())
-        if not report.ok:
-            raise IntegrityFailure(report.detail, code="artifact_tampered", digest=report.digest)
-        return Response(report.as_dict())
+        """Whether the stored bytes match their digest and the signature covers it.
+
+        A check recorded within MLCP_VERIFY_TRUST_S answers for the bytes, so a
+        viewer cannot make the server re-read whole artifacts at will;
+        `manage.py verifyblobs` re-hashes on demand.
+        """
+        version = self.get_object()
+        _require_intact(version, now=timezone.now())
+        verified = signing.verify_bundle(version.signature_bundle, version.digest)
+        checked = version.blob.verified_at
+        return Response({"ok": True, "digest": version.digest, "signer": verified.signer, "verified_at": checked,
+                         "detail": f"{version} verifies: its bytes hashed to its digest at "
+                                   f"{checked:%Y-%m-%d %H:%M:%S} UTC and the signature covers it"})
 
     @action(detail=True, methods=["get"])
     def artifact(self, request, model_name=None, number=None):
-        """Streams the artifact (Range supported) after checking it still matches its digest."""
+        """Streams the artifact (Range supported); bytes found altered are refused, never served whole.
+
+        A full download is hashed as it streams and fails closed. A Range
+        request trusts a check recorded within MLCP_VERIFY_TRUST_S and
+        re-hashes once otherwise: one byte must not cost a read of the whole blob.
+        """
         version = self.get_object()
-        report = services.verify_version(version)
-        if not report.ok:
-            raise IntegrityFailure(report.detail, code="artifact_tampered", digest=report.digest)
+        if version.blob.is_tampered:
+            raise _tampered(version)
+        signing.verify_bundle(version.signature_bundle, version.digest)
         return _stream_blob(request, version)
 
 
@@ -266,8 +349,13 @@ def _stream_blob(request, version):
                                 status=416)
             response["Content-Range"] = f"bytes */{size}"
             return response
-    response = StreamingHttpResponse(default_store().iter_range(version.digest, start, end),
-                                     status=206 if match else 200, content_type="application/octet-stream")
+    store = default_store()
+    if match:
+        _require_intact(version, now=timezone.now(), store=store)
+        chunks = store.iter_range(version.digest, start, end)
+    else:
+        chunks = _stream_verifying(version, store)
+    response = StreamingHttpResponse(chunks, status=206 if match else 200, content_type="application/octet-stream")
     response["Content-Length"] = str(end - start + 1)
     response["Accept-Ranges"] = "bytes"
     response["ETag"] = f'"sha256:{version.digest}"'
@@ -277,6 +365,44 @@ def _stream_blob(request, version):
     if match:
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
     return response
+
+
+def _require_intact(version, *, now, store=None) -> None:
+    """Refuse bytes found altered; re-hash them first unless a check within MLCP_VERIFY_TRUST_S vouches for them."""
+    blob = version.blob
+    if not blob.is_tampered and not blob.verified_within(settings.MLCP_VERIFY_TRUST_S, now=now):
+        if not blob.verify(store, now=now):
+            log.error("%s: stored blob sha256:%s now hashes to sha256:%s; marked tampered",
+                      version, blob.digest, blob.tampered_digest)
+    if blob.is_tampered:
+        raise _tampered(version)
+
+
+def _tampered(version) -> IntegrityFailure:
+    blob = version.blob
+    return IntegrityFailure(
+        f"{version} (sha256:{blob.digest}) is corrupt in storage: its bytes hashed to "
+        f"sha256:{blob.tampered_digest} at {blob.tampered_at:%Y-%m-%d %H:%M:%S} UTC; it is refused until they "
+        f"are restored", code="artifact_tampered", digest=blob.digest)
+
+
+def _stream_verifying(version, store):
+    read_at = timezone.now()
+    chunks = store.iter_verified(version.digest)  # opens the blob now: a missing one is a 404, not a broken stream
+    return _recording_the_outcome(version, chunks, read_at)
+
+
+def _recording_the_outcome(version, chunks, read_at):
+    # Raising mid-stream is the point: the server aborts the response, so the client
+    # gets a short, failed transfer instead of complete wrong bytes.
+    try:
+        yield from chunks
+    except IntegrityFailure as exc:
+        version.blob.record_hash(exc.context["actual"], read_at=read_at)
+        log.error("%s: download aborted, stored blob sha256:%s now hashes to sha256:%s; marked tampered",
+                  version, version.digest, exc.context["actual"])
+        raise
+    version.blob.record_hash(version.digest, read_at=read_at)
 
 
 class SigningKeysView(APIView):
@@ -308,9 +434,12 @@ class GoldenSetViewSet(viewsets.ReadOnlyModelViewSet):
             _require_whole_body(request)
             fields = s.GoldenSetUploadSerializer(data={k: v for k, v in request.data.items() if k != "golden_set"})
             fields.is_valid(raise_exception=True)
+            data = fields.validated_data
+            if data["make_default"]:
+                _require_governing_role(request.user, "default_golden_set")
             golden = services.register_golden_set(model, upload.staged, actor=request.user,
-                                                  description=fields.validated_data["description"],
-                                                  make_default=fields.validated_data["make_default"])
+                                                  description=data["description"], make_default=data["make_default"],
+                                                  reason=data["reason"])
         finally:
             discard_all(getattr(request._request, "mlcp_staged_blobs", []))
         return Response(s.GoldenSetSerializer(golden).data, status=status.HTTP_201_CREATED)

@@ -113,16 +113,38 @@ class AnalysisSettingsSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-class RolloutStartSerializer(serializers.Serializer):
-    model = serializers.CharField(max_length=63)
-    version = serializers.IntegerField(min_value=1, max_value=2**31 - 1)
-    namespace = _k8s_name(K8S_LABEL, 63)
-    deployment = _k8s_name(K8S_SUBDOMAIN, 253)
-    replicas = serializers.IntegerField(min_value=1, max_value=MAX_REPLICAS, default=4)
-    router = serializers.ChoiceField(choices=RouterKind.choices, default=RouterKind.REPLICA_RATIO)
+TRAFFIC_FIELDS = ("router", "namespace", "deployment", "replicas", "route", "stable_service", "canary_service")
+
+
+class TrafficFields(serializers.Serializer):
+    """Where a model's Deployments are (rollouts.strategy.TrafficConfig): only the fields sent."""
+
+    namespace = _k8s_name(K8S_LABEL, 63, required=False)
+    deployment = _k8s_name(K8S_SUBDOMAIN, 253, required=False)
+    replicas = serializers.IntegerField(min_value=1, max_value=MAX_REPLICAS, required=False)
+    router = serializers.ChoiceField(choices=RouterKind.choices, required=False)
     route = _k8s_name(K8S_SUBDOMAIN, 253, required=False, allow_blank=True)
     stable_service = _k8s_name(K8S_LABEL, 63, required=False, allow_blank=True)
     canary_service = _k8s_name(K8S_LABEL, 63, required=False, allow_blank=True)
+
+    def traffic_config(self) -> dict:
+        data = self.validated_data
+        return {k: data[k] for k in TRAFFIC_FIELDS if k in data}
+
+
+class RolloutTargetSerializer(TrafficFields):
+    """`PUT models/{name}/target` (admin): where the model's rollouts go, and why it changed."""
+
+    namespace = _k8s_name(K8S_LABEL, 63)
+    deployment = _k8s_name(K8S_SUBDOMAIN, 253)
+    reason = serializers.CharField(max_length=MAX_REASON, allow_blank=True, required=False, default="")
+
+
+class RolloutStartSerializer(TrafficFields):
+    """`POST rollouts/`: the traffic fields are optional; any sent must repeat the model's rollout target."""
+
+    model = serializers.CharField(max_length=63)
+    version = serializers.IntegerField(min_value=1, max_value=2**31 - 1)
     steps = serializers.JSONField(required=False, help_text="[10, 25, 50, 100] or [{weight, pause_s, analysis}]")
     pause_s = serializers.IntegerField(min_value=0, max_value=MAX_PAUSE_S, required=False,
                                        help_text="pause of every step given as a weight")
@@ -144,11 +166,6 @@ class RolloutStartSerializer(serializers.Serializer):
             if not isinstance(analysis, bool):
                 raise _invalid_strategy("a step's analysis is true or false")
         return value
-
-    def traffic_config(self) -> dict:
-        data = self.validated_data
-        return {k: data.get(k) for k in ("router", "namespace", "deployment", "replicas", "route", "stable_service",
-                                         "canary_service")}
 
     def step_list(self):
         steps, pause_s = self.validated_data.get("steps"), self.validated_data.get("pause_s")

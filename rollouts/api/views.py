@@ -43,7 +43,8 @@ class RolloutViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             raise Forbidden("only 'admin' may start a rollout without approval")
         rollout = services.start_rollout(
             registry.get_model(data["model"]), registry.get_version(data["model"], data["version"]),
-            actor=request.user, traffic=body.traffic_config(), steps=body.step_list(), analysis=data.get("analysis"),
+            actor=request.user, traffic=body.traffic_config() or None, steps=body.step_list(),
+            analysis=data.get("analysis"),
             approval_required=data["approval_required"])
         return Response(s.RolloutSerializer(rollout).data, status=status.HTTP_201_CREATED)
 

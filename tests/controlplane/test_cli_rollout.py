@@ -10,6 +10,7 @@ from controlplane.accounts import issue_token
 from controlplane.roles import Role
 from registry.models import RegisteredModel
 from rollouts.models import Rollout
+from tests.factories import set_target
 from tests.support.webserver import gunicorn_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,7 +24,8 @@ def _mlcp(base_url, token, *args):
 
 @pytest.fixture
 def candidate(make_version):
-    model = RegisteredModel.objects.create(name="resnet")
+    model = set_target(RegisteredModel.objects.create(name="resnet"),
+                       {"namespace": "vision", "deployment": "resnet-server"})
     make_version(model, "deployed", production=True)
     return make_version(model, "approved")
 
@@ -57,10 +59,12 @@ def test_starting_a_second_rollout_of_the_model_is_refused_with_its_code(candida
     other = make_version(candidate.model, "approved")
     ci = issue_token("ci-bot", Role.CI)
     with gunicorn_server() as (base_url, _):
-        _mlcp(base_url, ci, "rollout", "start", "resnet", str(candidate.number), "--namespace", "v",
-              "--deployment", "d")
-        second = _mlcp(base_url, ci, "rollout", "start", "resnet", str(other.number), "--namespace", "v",
-                       "--deployment", "d")
+        first = _mlcp(base_url, ci, "rollout", "start", "resnet", str(candidate.number))
+        second = _mlcp(base_url, ci, "rollout", "start", "resnet", str(other.number))
+        foreign = _mlcp(base_url, ci, "rollout", "start", "resnet", str(other.number), "--deployment", "fraud-server")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["traffic"]["namespace"] == "vision"  # the model's target, named or not
     assert second.returncode == 2
     assert "rollout_in_progress" in second.stderr
+    assert foreign.returncode == 2 and "foreign_target" in foreign.stderr
     assert Rollout.objects.count() == 1

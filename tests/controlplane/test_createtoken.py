@@ -23,10 +23,15 @@ def test_createtoken_makes_a_user_whose_token_has_the_role():
     assert client.patch("/api/v1/models/mobilenet/", {"owner": "x"}, format="json").status_code == 403
 
 
-def test_createtoken_twice_returns_the_same_token_unless_rotated():
+def test_createtoken_prints_a_new_key_each_time_and_rotate_revokes_the_earlier_ones():
+    # Only a hash is stored, so an existing key can never be printed again.
     first = _token("bot", "--role", "viewer")
-    assert _token("bot", "--role", "viewer") == first
-    assert _token("bot", "--role", "viewer", "--rotate") != first
+    second = _token("bot", "--role", "viewer")
+    assert second != first
+    for key in (first, second):
+        assert APIClient(HTTP_AUTHORIZATION=f"Token {key}").get("/api/v1/models/").status_code == 200
+    _token("bot", "--role", "viewer", "--rotate")
+    assert APIClient(HTTP_AUTHORIZATION=f"Token {first}").get("/api/v1/models/").status_code == 401
 
 
 def test_openapi_schema_is_served(db):

@@ -14,6 +14,7 @@ from rollouts import services
 from rollouts.choices import Phase
 from rollouts.controller import Controller, acquire_lease, release_lease
 from rollouts.models import ControllerLease
+from tests.factories import set_target
 
 T = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -73,8 +74,8 @@ def test_a_hung_rollout_does_not_block_the_others(make_version, kube_emulator):
             "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
             "spec": {"replicas": 4, "selector": {"matchLabels": labels},
                      "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "s", "image": "x"}]}}}})
-        rollout = services.start_rollout(model, make_version(model), actor="ci", traffic={
-            "namespace": namespace, "deployment": name, "replicas": 4})
+        set_target(model, {"namespace": namespace, "deployment": name, "replicas": 4})
+        rollout = services.start_rollout(model, make_version(model), actor="ci")
         services.transition_rollout(rollout, Phase.PROGRESSING, actor="test", **services.step_start_fields(rollout, 0, T))
         rollouts[name] = rollout
     # Canaries exist and are ready, so the next tick asks the provider.

@@ -19,6 +19,7 @@ from rollouts.metrics import PrometheusMetricsProvider
 from rollouts.models import AnalysisRun, RolloutEvent
 from tests.rollouts.conftest import FAST, SLOW
 from controlplane.embedded.prometheus import TrafficPhase, arm_traffic, prometheus_server
+from tests.factories import set_target
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.django_db
@@ -86,9 +87,9 @@ class Scenario:
         self.settle()
 
     def start(self, **kw):
-        traffic = {"namespace": self.namespace, "deployment": self.deployment, "replicas": REPLICAS}
+        set_target(self.model, {"namespace": self.namespace, "deployment": self.deployment, "replicas": REPLICAS})
         steps = [{"weight": w, "pause_s": PAUSE_S} for w in (10, 25, 50)] + [100]
-        self.rollout = services.start_rollout(self.model, self.v2, actor="ci-bot", traffic=traffic, steps=steps, **kw)
+        self.rollout = services.start_rollout(self.model, self.v2, actor="ci-bot", steps=steps, **kw)
         return self.rollout
 
     def settle(self):

@@ -29,6 +29,7 @@ from rollouts.metrics import PrometheusMetricsProvider
 from rollouts.models import AnalysisRun
 from controlplane.embedded.prometheus import prometheus_server
 from workers.reference_models import build_reference_model, golden_inputs_and_labels
+from tests.factories import set_target
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 PODS = 10
@@ -80,9 +81,9 @@ class Live:
         return version
 
     def start(self, pause_s):
-        traffic = {"namespace": self.namespace, "deployment": self.deployment, "replicas": PODS}
+        set_target(self.model, {"namespace": self.namespace, "deployment": self.deployment, "replicas": PODS})
         steps = [{"weight": w, "pause_s": pause_s} for w in (10, 25, 50)] + [100]
-        self.rollout = services.start_rollout(self.model, self.v2, actor="ci-bot", traffic=traffic, steps=steps,
+        self.rollout = services.start_rollout(self.model, self.v2, actor="ci-bot", steps=steps,
                                               analysis=LIVE_ANALYSIS)
         inputs, _ = golden_inputs_and_labels()
         self.traffic = TrafficGenerator(self.stable.url, self.canary.url, self.split, inputs,

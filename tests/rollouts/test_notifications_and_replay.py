@@ -1,75 +1,15 @@
-"""Signed webhooks on rollout outcomes, and replaying an analysis at a past instant."""
+"""Replaying an analysis at a past instant (the rollout webhooks are tested in test_webhooks.py)."""
 
-import hashlib
-import hmac
 import json
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 
 from registry.models import RegisteredModel
-from rollouts import services
-from rollouts.choices import Phase
-from tests.support.servers import free_port
 
 pytestmark = pytest.mark.django_db
-TRAFFIC = {"namespace": "ml", "deployment": "resnet-server", "replicas": 4}
-
-
-@pytest.fixture
-def webhook():
-    """A receiving HTTP server on loopback; yields (url, list of (headers, body))."""
-    received = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append((dict(self.headers), body))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hook", received
-    server.shutdown()
-
-
-def _rolled_back(model, make_version):
-    make_version(model, "deployed", production=True)
-    services.start_rollout(model, make_version(model), actor="ci", traffic=TRAFFIC)
-    rollout = services.rollback(model, reason="error spike", actor="oncall")
-    return services.finish_retreat(rollout, evidence={"route": "all traffic to stable"})
-
-
-def test_rollback_sends_a_signed_webhook(resnet, make_version, webhook, settings):
-    settings.MLCP_WEBHOOK_SECRET = "s3cret"
-    url, received = webhook
-    resnet.notification_webhook = url
-    resnet.save()
-    rollout = _rolled_back(resnet, make_version)
-
-    (headers, body), = received
-    expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
-    assert headers["X-Mlcp-Signature"] == expected
-    payload = json.loads(body)
-    assert (payload["event"], payload["rollout"], payload["reason"]) == ("rollout.rolled_back", rollout.pk,
-                                                                           "error spike")
-
-
-def test_unreachable_webhook_never_blocks_the_rollback(resnet, make_version, caplog):
-    resnet.notification_webhook = f"http://127.0.0.1:{free_port()}/hook"
-    resnet.save()
-    rollout = _rolled_back(resnet, make_version)
-    assert rollout.phase == Phase.ROLLED_BACK
-    assert "webhook" in caplog.text
 
 
 def test_analyze_command_replays_the_checks_with_queries(prometheus, split_rollout, settings):

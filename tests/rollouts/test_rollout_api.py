@@ -7,7 +7,7 @@ from controlplane.roles import Role
 from rollouts import services
 from rollouts.choices import Phase
 from rollouts.models import Rollout
-from tests.factories import client_for
+from tests.factories import client_for, set_target
 
 pytestmark = pytest.mark.django_db
 TRAFFIC = {"namespace": "ml", "deployment": "resnet-server", "replicas": 4}
@@ -19,7 +19,7 @@ START = {"model": "resnet", "version": 2, "namespace": "ml", "deployment": "resn
 def seeded(resnet, make_version):
     make_version(resnet, "deployed", production=True)
     make_version(resnet)  # version 2, approved
-    return resnet
+    return set_target(resnet, TRAFFIC)
 
 
 def _progressing(model):

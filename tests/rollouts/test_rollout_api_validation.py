@@ -4,6 +4,7 @@ import pytest
 
 from rollouts import services
 from rollouts.models import Rollout
+from tests.factories import set_target
 
 pytestmark = pytest.mark.django_db
 START = {"model": "resnet", "version": 2, "namespace": "ml", "deployment": "resnet-server", "replicas": 4}
@@ -13,7 +14,7 @@ START = {"model": "resnet", "version": 2, "namespace": "ml", "deployment": "resn
 def seeded(resnet, make_version):
     make_version(resnet, "deployed", production=True)
     make_version(resnet)  # version 2, approved
-    return resnet
+    return set_target(resnet, {"namespace": "ml", "deployment": "resnet-server", "replicas": 4})
 
 
 def _invalid(response, field: str):

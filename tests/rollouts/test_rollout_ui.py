@@ -27,6 +27,7 @@ from rollouts.metrics import PrometheusMetricsProvider, PromQLTemplates
 from rollouts.models import AnalysisRun, Rollout, RolloutEvent
 from rollouts.ui import charts
 from rollouts.ui.pages import analysis_ticks
+from tests.factories import set_target
 from tests.rollouts.conftest import FAST, SLOW
 from tests.rollouts.test_controller_scenarios import (  # noqa: F401 (fixture)
     T0,
@@ -90,8 +91,7 @@ def oncall_ui(db):
 def live(resnet, make_version):
     """A rollout of resnet v2 beside production v1, pending (nothing has ticked yet)."""
     make_version(resnet, "deployed", production=True)
-    return services.start_rollout(resnet, make_version(resnet), actor="ci-bot",
-                                  traffic={"namespace": "ml", "deployment": "resnet-server", "replicas": 4})
+    return services.start_rollout(set_target(resnet), make_version(resnet), actor="ci-bot")
 
 
 def _fresh(rollout) -> Rollout:
@@ -332,8 +332,7 @@ def test_write_pages_for_a_look(story, resnet, make_version):
     css = (Path(__file__).parents[2] / "registry/static/registry/ui/ui.css").read_text()
     s = story()
     make_version(resnet, "deployed", production=True)
-    live = services.start_rollout(resnet, make_version(resnet), actor="ci-bot",
-                                  traffic={"namespace": "ml", "deployment": "resnet-server", "replicas": 4})
+    live = services.start_rollout(set_target(resnet), make_version(resnet), actor="ci-bot")
     oncall = _login(Role.ONCALL, "alice")
     pages = {"detail": f"/rollouts/{s.rollout.pk}/", "list": "/rollouts/", "model": "/rollouts/models/story/",
              "live": f"/rollouts/{live.pk}/"}

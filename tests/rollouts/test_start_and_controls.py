@@ -10,9 +10,16 @@ from registry.models import ModelVersion
 from rollouts import services
 from rollouts.choices import Phase
 from rollouts.models import Rollout
+from tests.factories import set_target
 
 pytestmark = pytest.mark.django_db
 TRAFFIC = {"namespace": "ml", "deployment": "resnet-server", "replicas": 4}
+
+
+@pytest.fixture(autouse=True)
+def target(resnet):
+    """Every model here runs in TRAFFIC; tests/rollouts/test_targets.py is about targets themselves."""
+    return set_target(resnet, TRAFFIC)
 
 
 @pytest.fixture
@@ -93,8 +100,21 @@ def test_malformed_steps_and_traffic_are_refused(resnet, make_version):
     assert _refusal(resnet, version, steps=[50, 25, 100]) == "invalid_strategy"
     assert _refusal(resnet, version, steps=[0, 100]) == "invalid_strategy"
     with pytest.raises(InvalidInput) as raised:
-        services.start_rollout(resnet, version, actor="ci", traffic={"namespace": "ml"})
+        services.start_rollout(resnet, version, actor="ci", traffic={"namespace": "ml", "weight": 5})
     assert raised.value.code == "invalid_traffic"
+    with pytest.raises(InvalidInput) as raised:
+        services.set_rollout_target(resnet, {"namespace": "ml"}, actor="admin", reason="no deployment")
+    assert raised.value.code == "invalid_traffic"
+
+
+def test_rollback_goes_where_production_runs_even_after_the_target_moved(resnet, make_version):
+    first = make_version(resnet)
+    for version in (first, make_version(resnet)):
+        services.finish_promotion(services.promote(_start(resnet, version), actor="oncall", full=True))
+    set_target(resnet, {"namespace": "vision", "deployment": "resnet-v2"})
+    rollback = services.rollback(resnet, reason="bad", actor="oncall")
+    assert (rollback.version, rollback.traffic["namespace"], rollback.traffic["deployment"]) == (
+        first, "ml", "resnet-server")
 
 
 def test_pause_and_resume_restart_the_steps_clock(resnet, production, make_version):

@@ -6,6 +6,7 @@ from controlplane.errors import IllegalTransition
 from rollouts import services
 from rollouts.choices import ACTIVE, TERMINAL, TRANSITIONS, Phase
 from rollouts.models import Rollout, RolloutEvent
+from tests.factories import set_target
 
 TRAFFIC = {"namespace": "ml", "deployment": "resnet-server", "replicas": 4}
 
@@ -38,7 +39,7 @@ def test_promotion_cannot_be_rolled_back_midway():
 @pytest.fixture
 def rollout(resnet, make_version):
     make_version(resnet, "deployed", production=True)
-    return services.start_rollout(resnet, make_version(resnet), actor="ci", traffic=TRAFFIC)
+    return services.start_rollout(set_target(resnet, TRAFFIC), make_version(resnet), actor="ci", traffic=TRAFFIC)
 
 
 def test_transition_writes_phase_and_an_event(rollout):

@@ -12,7 +12,6 @@ from pathlib import Path
 import kombu.pools
 import pytest
 import redis
-from django.conf import settings
 
 from controlplane.celery import app as celery_app
 from registry import services

@@ -1,7 +1,6 @@
 """A .pt2 archive is read by its index before anything loads it: every part torch would unpickle is refused."""
 
 import io
-import json
 import pickle
 import zipfile
 

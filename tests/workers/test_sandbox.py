@@ -10,7 +10,6 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from registry import signing
-from workers.sandbox import isolation as sandbox_isolation
 from workers.sandbox.isolation import Limits, isolation_in_force, require_isolation
 from workers.sandbox.runner import SandboxFailure, run_job
 
@@ -40,6 +39,8 @@ def loopback_server():
 
 
 def _probe(tmp_path, port, monkeypatch):
+    # Checked first: on a weak level the probe's writes would succeed and litter the checkout.
+    assert isolation_in_force().strong, f"this host should offer a strong sandbox, got {isolation_in_force()}"
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
     signing.active_public_key()  # makes sure the development key exists on disk to be stolen
@@ -58,7 +59,6 @@ def test_a_sandboxed_job_reads_no_secret_writes_nothing_outside_and_reaches_no_l
         tmp_path, loopback_server, monkeypatch):
     answer, secrets, outside = _probe(tmp_path, loopback_server, monkeypatch)
     report, isolation = answer.result, answer.isolation
-    assert isolation.strong, f"this host should offer a strong sandbox, got {isolation}"
     assert all(v.startswith("refused") for v in report["read_secret_files"].values()), report["read_secret_files"]
     assert report["list_data_dir"].startswith("refused")
     assert not set(SECRETS) & set(report["environment"])

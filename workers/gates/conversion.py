@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnxruntime as ort
 
-from controlplane.errors import InvalidInput
+from controlplane.errors import InvalidInput, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -68,7 +68,7 @@ def _load_program(pt2_bytes: bytes) -> torch.export.ExportedProgram:
         return torch.export.load(io.BytesIO(pt2_bytes))
     except Exception as exc:
         raise InvalidInput(
-            f"The artifact is not a loadable torch.export program: {_first_line(exc)}", code="conversion_failed"
+            f"The artifact is not a loadable torch.export program: {first_line(exc)}", code="conversion_failed"
         ) from exc
 
 
@@ -87,7 +87,7 @@ def _export(program: torch.export.ExportedProgram, input_names, output_names) ->
         return exported.model_proto.SerializeToString()
     except Exception as exc:
         raise InvalidInput(
-            f"The program could not be exported to ONNX: {_first_line(exc)}", code="conversion_failed"
+            f"The program could not be exported to ONNX: {first_line(exc)}", code="conversion_failed"
         ) from exc
     finally:
         torch_onnx_log.setLevel(previous_level)
@@ -136,8 +136,3 @@ def _input_specs(program: torch.export.ExportedProgram) -> list[tuple[list[int],
             shape = [d if isinstance(d, int) else _SYMBOLIC_DIM_SIZE for d in value.shape]
             specs.append((shape, value.dtype))
     return specs
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

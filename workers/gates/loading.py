@@ -13,7 +13,7 @@ import time
 import numpy as np
 import onnxruntime as ort
 
-from controlplane.errors import InvalidInput
+from controlplane.errors import InvalidInput, first_line
 from registry.golden_sets import load_golden_arrays
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -78,7 +78,7 @@ def open_session(model_bytes: bytes) -> LoadedModel:
         session = ort.InferenceSession(model_bytes, sess_options=session_options(), providers=preferred_providers())
     except Exception as exc:  # onnxruntime raises several unrelated types for bad models
         raise InvalidInput(
-            f"onnxruntime could not load the model: {_first_line(exc)}", code="model_not_loadable"
+            f"onnxruntime could not load the model: {first_line(exc)}", code="model_not_loadable"
         ) from exc
     # A provider can be requested and still not run (missing CUDA libraries):
     # report the one onnxruntime actually chose.
@@ -98,8 +98,3 @@ def parse_golden_set(npz_bytes: bytes) -> GoldenSet:
     """
     inputs, labels, class_names = load_golden_arrays(npz_bytes)
     return GoldenSet(inputs=inputs, labels=labels, class_names=class_names)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -134,13 +134,14 @@ def _bwrap_argv(job_dir: Path, packages: tuple[str, ...], env: dict[str, str]) -
     for etc_file in ("/etc/ld.so.cache", "/etc/localtime"):
         if Path(etc_file).exists():
             argv += ["--ro-bind", etc_file, etc_file]
+    # The private /tmp first: binds below may live under /tmp (a checkout there) and must stay visible.
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for path in _runtime_paths():
         argv += ["--ro-bind", path, path]
     for package in packages:
         path = Path(settings.BASE_DIR) / package
         argv += ["--ro-bind", str(path), str(path)]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-             "--bind", str(job_dir), SANDBOX_ROOT, "--chdir", SANDBOX_ROOT, "--clearenv"]
+    argv += ["--bind", str(job_dir), SANDBOX_ROOT, "--chdir", SANDBOX_ROOT, "--clearenv"]
     for name, value in env.items():
         argv += ["--setenv", name, value]
     return argv + ["--"]

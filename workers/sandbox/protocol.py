@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from controlplane.errors import first_line
+
 REQUEST = "request.json"
 RESULT = "out/result.json"
 
@@ -33,7 +35,7 @@ def serve(jobs: dict[str, Job]) -> int:
         result = job(job_dir, request.get("params") or {})
     except Exception as exc:  # the worker turns this into a gate error; the model may be why
         result = {"ok": False, "code": getattr(exc, "code", "sandbox_job_failed"),
-                  "detail": f"{type(exc).__name__}: {_first_line(exc)}",
+                  "detail": f"{type(exc).__name__}: {first_line(exc)}",
                   "traceback": traceback.format_exc(limit=8)[-4000:]}
     else:
         result = {"ok": True, **result}
@@ -52,11 +54,6 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:500] if text else type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -132,6 +132,7 @@ class Command(BaseCommand):
     def _rollouts(self, first, gate_timeout):
         """Deploy `first`, canary its int8 version (promotes), then a faulty one (rolled back)."""
         from controlplane import demo_rollout
+        from rollouts import services as rollout_services
 
         approver, ci = self._user("demo-approver"), self._user("demo-ci")
         good = first.derived.get(derivation="int8-static-qdq")
@@ -140,6 +141,9 @@ class Command(BaseCommand):
         say = self.stdout.write
         self._step("starting a Kubernetes API emulator and Prometheus on loopback for the rollouts")
         with demo_rollout.platform(say) as env:
+            # What an admin does once per model: rollouts go only to the model's own Deployment.
+            rollout_services.set_rollout_target(first.model, env.traffic, actor=self._user("admin"),
+                                                reason="demo: the emulator's model server Deployment")
             demo_rollout.finish_leftovers(env, first.model, actor=ci, say=say)
             self._step(f"deploying {first} to production (one 100% step: nothing runs yet to compare it with)")
             self._said_outcome(demo_rollout.deploy_first(env, first, actor=ci, say=say))
