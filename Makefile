@@ -21,7 +21,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU build of torch first: an unpinned resolve would pull gigabytes of CUDA wheels.
 	$(PY) -m pip install -q "torch==2.13.0"
-	$(PY) -m pip install -q -e ".[test]"
+	# `dev`: the demo's and tests' own tools (devtools/: kmock, scikit-learn); `test`: pytest and friends.
+	$(PY) -m pip install -q -e ".[test,dev]"
 	touch $@
 
 venv: $(VENV)/.installed

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
 from bench.machine import describe_machine  # noqa: E402
-from workers import reference_models  # noqa: E402
+from devtools import reference_models  # noqa: E402
 from workers.gates import evaluate_golden_set, open_session, parse_golden_set, resolve_gate_policy  # noqa: E402
 from workers.gates.golden import infer_golden_logits  # noqa: E402
 from workers.gates.loading import GoldenSet  # noqa: E402

@@ -53,7 +53,7 @@ def main() -> int:
         from tests.factories import write_large_onnx
         from tests.support.servers import free_port, rss_high_water_kb, wait_for_port
         from tests.support.webserver import worker_pids
-        from controlplane.cli.client import MlcpClient
+        from cli.client import MlcpClient
 
         subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
         token = subprocess.run([sys.executable, "manage.py", "createtoken", "bench", "--role", "ci"], cwd=ROOT,

@@ -29,7 +29,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.machine import describe_machine  # noqa: E402
-from controlplane.serving.launch import ServeProcess  # noqa: E402
+from devtools.embedded.kube import start_kube_emulator  # noqa: E402
+from devtools.embedded.prometheus import prometheus_server  # noqa: E402
+from devtools.reference_models import build_reference_model, golden_inputs_and_labels  # noqa: E402
+from devtools.serve_process import ServeProcess  # noqa: E402
+from devtools.traffic import CANARY, TrafficGenerator  # noqa: E402
 from k8s import (  # noqa: E402
     CanarySpec,
     Cluster,
@@ -40,10 +44,6 @@ from k8s import (  # noqa: E402
 from rollouts.analysis import AnalysisConfig, Verdict  # noqa: E402
 from rollouts.metrics import PrometheusMetricsProvider, analyze  # noqa: E402
 from tests.serving import keypair, signed_artifact  # noqa: E402
-from controlplane.embedded.kube import start_kube_emulator  # noqa: E402
-from controlplane.embedded.prometheus import prometheus_server  # noqa: E402
-from tests.support.traffic import CANARY, TrafficGenerator  # noqa: E402
-from workers.reference_models import build_reference_model, golden_inputs_and_labels  # noqa: E402
 
 MODEL, STABLE_NAME, TOTAL_PODS = "resnet", "resnet-server", 10
 SCRAPE_S = 1.0

@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404, JsonResponse
 from django.views import defaults
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions as drf
 from rest_framework import parsers
 from rest_framework.response import Response
@@ -140,3 +141,60 @@ def server_error(request):
     if not is_api_request(request):
         return defaults.server_error(request)
     return error_response(InternalError("the server failed while handling this request; the error was logged"))
+
+
+
+# ------------------------------------------------ the error body in the OpenAPI schema
+
+# What every error under /api/ answers (`MlcpError.as_dict`, `exception_handler` above): the schema component
+# `Error`, which `document_errors` adds to the schema and attaches to every operation.
+ERROR_SCHEMA = {
+    "type": "object",
+    "description": "Every error the API answers: a stable `code` to switch on and a `detail` for people.",
+    "properties": {
+        "code": {"type": "string", "description": "stable and machine-readable, e.g. invalid_input, "
+                                                  "not_authenticated, permission_denied, not_found, conflict"},
+        "detail": {"type": "string", "description": "what went wrong, for people"},
+        "context": {"type": "object", "additionalProperties": {},
+                    "description": "what the error is about (a setting, a limit, a digest), by name"},
+        "fields": {"anyOf": [{"type": "object", "additionalProperties": {}}, {"type": "array", "items": {}}],
+                   "description": "with invalid_input: the messages of each field refused"},
+    },
+    "required": ["code", "detail"],
+    "additionalProperties": False,
+}
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+
+# The errors any endpoint may answer, and the codes each status carries.
+COMMON_ERRORS = {
+    "400": "The request is malformed or a field is invalid: invalid_input (with `fields`), malformed_request, "
+           "bad_request, or a more specific code of the endpoint.",
+    "401": "No valid credentials: not_authenticated, authentication_failed.",
+    "403": "The token's role may not do this: permission_denied, or a more specific code of the endpoint.",
+    "404": "No such object or endpoint: not_found.",
+    "405": "The endpoint does not answer this method: method_not_allowed.",
+    "406": "No representation the client accepts: not_acceptable.",
+    "409": "The object's state forbids this now: conflict, illegal_transition, integrity_failure, or a more "
+           "specific code of the endpoint.",
+    "413": "The request body is over the server's limits: payload_too_large.",
+    "415": "The body's media type is not one the endpoint reads: unsupported_media_type.",
+}
+
+
+def ErrorResponse(description: str) -> OpenApiResponse:  # noqa: N802  (used like a class in extend_schema)
+    """An error an endpoint answers beyond COMMON_ERRORS, for its `extend_schema(responses=...)`."""
+    return OpenApiResponse(response=ERROR_REF, description=description)
+
+
+def document_errors(result, generator, request, public):
+    """drf-spectacular postprocessing hook: the `Error` component, and COMMON_ERRORS on every operation
+    that does not document that status itself."""
+    result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            for status, description in COMMON_ERRORS.items():
+                operation["responses"].setdefault(
+                    status, {"description": description, "content": {"application/json": {"schema": ERROR_REF}}})
+    return result

@@ -5,6 +5,7 @@ signing key under MLCP_DATA_DIR (./data). Production sets DATABASE_URL,
 SECRET_KEY, ALLOWED_HOSTS, MLCP_SIGNING_KEY and CELERY_BROKER_URL.
 """
 
+import importlib.util
 from pathlib import Path
 
 import dj_database_url
@@ -38,6 +39,12 @@ INSTALLED_APPS = [
     "registry",
     "rollouts",
 ]
+# `manage.py demo` is the development-only `devtools` app: listed where a checkout has it, never installed.
+try:
+    if importlib.util.find_spec("devtools") is not None:
+        INSTALLED_APPS.append("devtools")
+except ImportError:  # blocked, as the import-boundary tests do: production has no devtools
+    pass
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -114,6 +121,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Request bodies get their own components (`...Request`): a read-only field is never asked of a client.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Every operation documents the common error body for its 4xx (controlplane.api.document_errors).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "controlplane.api.document_errors"],
 }
 
 # Uploads stream through registry.upload.BlobUploadHandler; nothing is kept in memory.
@@ -203,3 +214,15 @@ MLCP_MINIMUM_GATES = env_list("MLCP_MINIMUM_GATES", ["validation", "golden_set"]
 # Four eyes: whoever uploaded a version, or last changed its model's gate policy or default golden set,
 # cannot approve it.
 MLCP_TWO_PERSON_APPROVAL = env_bool("MLCP_TWO_PERSON_APPROVAL", True)
+
+# Operability. A controller whose last tick started or finished longer ago than this is not acting: the API, UI,
+# CLI and `controllerhealth` say so. Above the longest tick (the rollout timeout, 60 s) plus the interval (10 s).
+MLCP_CONTROLLER_STALE_S = env_int("MLCP_CONTROLLER_STALE_S", 90)
+# Where `runcontroller` says its loop turned, for the pod's liveness probe (`controllerhealth`); empty: nowhere.
+MLCP_CONTROLLER_HEARTBEAT_FILE = env_str("MLCP_CONTROLLER_HEARTBEAT_FILE", "")
+# /metrics: a bearer token Prometheus must send (unset: open, like /healthz), and how long one rendering of the
+# database's aggregates is served again, so scrapes from many Prometheus replicas cost the database little.
+MLCP_METRICS_TOKEN = env_str("MLCP_METRICS_TOKEN", "")
+MLCP_METRICS_CACHE_S = env_int("MLCP_METRICS_CACHE_S", 10)
+# Probes and scrapes come over plain HTTP from inside the cluster, whatever SECURE_SSL_REDIRECT says.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]

@@ -1,4 +1,4 @@
-"""URL map: the REST API under /api/v1/, its schema, the web UI and the admin.
+"""URL map: the REST API under /api/v1/, its schema, the web UI, the admin, the probes and /metrics.
 
 Django's error pages go through controlplane.api: JSON under /api/, HTML elsewhere.
 """
@@ -8,6 +8,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from controlplane import health, metrics
 from registry.api import views as registry_views
 from rollouts.api import views as rollout_views
 
@@ -32,6 +33,9 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -26,7 +26,9 @@ TRANSITIONS: dict[str, set[str]] = {
     S.REGISTERED: {S.GATING, S.ARCHIVED},
     S.GATING: {S.AWAITING_APPROVAL, S.APPROVED, S.REJECTED, S.REGISTERED},
     S.AWAITING_APPROVAL: {S.APPROVED, S.REJECTED, S.ARCHIVED},
-    S.APPROVED: {S.DEPLOYED, S.REJECTED, S.ARCHIVED},
+    # DEPLOYED is production: a canary becomes it when its rollout promotes, and one
+    # rolled back before that goes straight to ROLLED_BACK.
+    S.APPROVED: {S.DEPLOYED, S.ROLLED_BACK, S.REJECTED, S.ARCHIVED},
     # A superseded production version stays fit to ship: on-call can roll back to it.
     S.DEPLOYED: {S.APPROVED, S.ROLLED_BACK, S.ARCHIVED},
     S.ROLLED_BACK: {S.GATING, S.ARCHIVED},

@@ -268,7 +268,10 @@ def _class_names(names: np.ndarray | None, low: int, high: int) -> tuple[str, ..
         raise _invalid(
             f"labels must lie in [0, {len(names)}) for {len(names)} class names, got {low}..{high}"
         )
-    return tuple(str(name) for name in names)
+    names = tuple(str(name) for name in names)
+    if any("\x00" in name for name in names):
+        raise _invalid("a class name contains a NUL character")  # PostgreSQL's JSON columns cannot hold it
+    return names
 
 
 def _invalid(detail: str) -> InvalidInput:

@@ -246,6 +246,9 @@ def _value_info(proto: onnx.ValueInfoProto, what: str) -> dict:
                 raise _too_large(f"{what} '{proto.name}' has a symbolic dimension longer than "
                                  f"{MAX_NAME_CHARS} characters")
             dims.append(dim.dim_param or None)
+    if "\x00" in proto.name or any(isinstance(d, str) and "\x00" in d for d in dims):
+        # PostgreSQL's JSON columns cannot hold NUL; no real model names a tensor with one.
+        raise _malformed(f"a {what}'s name or dimension contains a NUL character")
     try:
         dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name if tensor.elem_type else None
     except (KeyError, ValueError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, replace
@@ -20,7 +21,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from controlplane.errors import IllegalTransition, InvalidInput, MlcpError
@@ -29,6 +30,7 @@ from k8s import (CanarySpec, ClusterObjectMissing, DeploymentWorkloads, RouteSta
 from rollouts import services
 from rollouts.analysis import Verdict
 from rollouts.choices import ACTIVE, Phase
+from rollouts.liveness import observe_tick
 from rollouts.metrics import MetricsUnavailable, analyze
 from rollouts.models import AnalysisRun, ControllerLease, Rollout
 from rollouts.strategy import Step, TrafficConfig
@@ -432,3 +434,36 @@ def acquire_lease(holder: str, *, ttl_s: float, now: datetime | None = None) -> 
 def release_lease(holder: str) -> None:
     """Give the lease up at once (on shutdown), so a successor need not wait for it to expire."""
     ControllerLease.objects.filter(pk=LEASE_PK, holder=holder).update(expires_at=timezone.now() - timedelta(seconds=1))
+
+
+# -------------------------------------------------------------- heartbeat
+# Written by the lease holder only, so the web can tell whether any controller
+# acts (rollouts.liveness) and /metrics can show how long ticks take.
+
+def tick_holding_lease(controller: Controller, holder: str, *, ttl_s: float) -> dict[int, str] | None:
+    """Take or renew the lease and, holding it, tick once with a heartbeat; None when another controller holds it."""
+    started_at = timezone.now()
+    if not acquire_lease(holder, ttl_s=ttl_s, now=started_at):
+        return None
+    begin_tick(holder, started_at)
+    clock = time.monotonic()
+    results = controller.tick(started_at)
+    finish_tick(holder, finished_at=timezone.now(), duration_s=time.monotonic() - clock, reconciled=len(results))
+    return results
+
+
+def begin_tick(holder: str, now: datetime) -> bool:
+    """Say a tick started at `now`; False if `holder` no longer holds the lease."""
+    return bool(ControllerLease.objects.filter(pk=LEASE_PK, holder=holder).update(tick_started_at=now))
+
+
+def finish_tick(holder: str, *, finished_at: datetime, duration_s: float, reconciled: int) -> bool:
+    """Record a finished tick: when, how long, how many rollouts, and one more observation in the histogram."""
+    row = ControllerLease.objects.filter(pk=LEASE_PK, holder=holder).values("tick_buckets").first()
+    if row is None:
+        return False
+    # Read-modify-write of the buckets is safe: only the holder writes them, one tick at a time.
+    return bool(ControllerLease.objects.filter(pk=LEASE_PK, holder=holder).update(
+        tick_finished_at=finished_at, tick_duration_s=duration_s, rollouts_reconciled=reconciled,
+        tick_count=F("tick_count") + 1, tick_seconds_sum=F("tick_seconds_sum") + duration_s,
+        tick_buckets=observe_tick(row["tick_buckets"], duration_s)))

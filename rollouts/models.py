@@ -91,10 +91,23 @@ class AnalysisRun(models.Model):
 
 
 class ControllerLease(models.Model):
-    """One row: which controller may act, until when. Taken by compare-and-set."""
+    """One row: which controller may act, until when (taken by compare-and-set), and its heartbeat.
+
+    The holder writes the heartbeat each tick, so the web can tell whether any
+    controller is acting (`rollouts.liveness`) and `/metrics` can show the
+    ticks' durations without a second scrape target.
+    """
 
     holder = models.CharField(max_length=200)
     expires_at = models.DateTimeField()
+    tick_started_at = models.DateTimeField(null=True, blank=True)
+    tick_finished_at = models.DateTimeField(null=True, blank=True)
+    tick_duration_s = models.FloatField(null=True, blank=True, help_text="the last finished tick's")
+    rollouts_reconciled = models.PositiveIntegerField(default=0, help_text="by the last finished tick")
+    # Every finished tick, cumulative: a Prometheus histogram kept in the row (rollouts.liveness.TICK_BUCKETS_S).
+    tick_count = models.PositiveBigIntegerField(default=0)
+    tick_seconds_sum = models.FloatField(default=0.0)
+    tick_buckets = models.JSONField(default=list, blank=True, help_text="cumulative counts per bucket bound")
 
     def __str__(self):
         return f"{self.holder} until {self.expires_at:%Y-%m-%d %H:%M:%S}"

@@ -18,6 +18,7 @@ from controlplane.errors import (Conflict, Forbidden, IllegalTransition, Integri
                                  NotFound)
 from registry import services as registry
 from registry import signing
+from registry.choices import TRANSITIONS as REGISTRY_TRANSITIONS
 from registry.choices import VersionStatus
 from registry.models import AliasMove, ModelVersion, RegisteredModel
 from rollouts.choices import ACTIVE, RETREAT_OUTCOMES, TRANSITIONS, Phase, RolloutKind
@@ -166,8 +167,7 @@ def _create_rollout(model: RegisteredModel, version: ModelVersion, traffic_confi
             if version.status == VersionStatus.AWAITING_APPROVAL:
                 registry.transition_version(version, VersionStatus.APPROVED, actor=actor,
                                             reason=f"rollout {rollout.pk} does not require approval")
-            registry.transition_version(version, VersionStatus.DEPLOYED, actor=actor,
-                                        reason=f"canary of rollout {rollout.pk}", rollout=rollout.pk)
+            # The canary stays `approved`: it becomes `deployed` when traffic has moved (finish_promotion).
             registry.record_audit(actor, "rollout.started", model_name=model.name, version_number=version.number,
                                   reason=reason, rollout=rollout.pk, kind=kind)
     except IntegrityError:
@@ -365,24 +365,48 @@ def previous_production(model: RegisteredModel, current: ModelVersion) -> ModelV
 # ----------------------------------------------------------------- endings
 
 def finish_promotion(rollout: Rollout, *, now: datetime | None = None, actor=CONTROLLER) -> Rollout:
-    """The canary is stable now: succeed, move `production`, demote the previous version."""
+    """The canary is stable now: succeed, move `production`, demote the previous version, deploy the canary.
+
+    `deployed` means production: the previous version leaves it before the
+    canary enters it, in one transaction, so a model never shows two.
+    """
     now = now or timezone.now()
     with transaction.atomic():
         transition_rollout(rollout, Phase.SUCCEEDED, actor=actor, now=now, finished_at=now, message="",
                            reason=f"{rollout.version} is production")
         registry.move_alias(rollout.model, PRODUCTION, rollout.version, actor=actor,
                             reason=f"rollout {rollout.pk} succeeded")
-        previous = rollout.stable_version
-        if previous is not None and previous.pk != rollout.version_id:
-            previous.refresh_from_db()
-            if previous.status == VersionStatus.DEPLOYED:
-                bad = rollout.kind == RolloutKind.ROLLBACK
-                registry.transition_version(
-                    previous, VersionStatus.ROLLED_BACK if bad else VersionStatus.APPROVED, actor=actor,
-                    reason=(f"rolled back by rollout {rollout.pk}: {_first_reason(rollout)}" if bad
-                            else f"superseded by {rollout.version} (rollout {rollout.pk})"))
+        rolled_back = rollout.stable_version_id if rollout.kind == RolloutKind.ROLLBACK else None
+        # Every other deployed version, not only the stable one: a row left `deployed` by hand or by an
+        # older mlcp (which deployed canaries at start) must not stay beside the new production.
+        for previous in (ModelVersion.objects.select_related("model").filter(
+                model=rollout.model, status=VersionStatus.DEPLOYED).exclude(pk=rollout.version_id)):
+            bad = previous.pk == rolled_back
+            registry.transition_version(
+                previous, VersionStatus.ROLLED_BACK if bad else VersionStatus.APPROVED, actor=actor,
+                reason=(f"rolled back by rollout {rollout.pk}: {_first_reason(rollout)}" if bad
+                        else f"superseded by {rollout.version} (rollout {rollout.pk})"))
+        _deploy(rollout, actor=actor)
     notify_rollout(rollout, "rollout.succeeded", f"{rollout.version} is production")
     return rollout
+
+
+def _deploy(rollout: Rollout, *, actor) -> None:
+    version = rollout.version
+    version.refresh_from_db()
+    if version.status == VersionStatus.DEPLOYED:
+        return  # an older mlcp deployed it when the rollout started
+    if VersionStatus.DEPLOYED not in REGISTRY_TRANSITIONS[version.status]:
+        # Rejected or archived while its rollout ran: the cluster serves it all the same. Say so, and leave
+        # the status an approver chose rather than overrule it.
+        log.warning("rollout %s promoted %s, which is %s", rollout.pk, version, version.status)
+        registry.record_audit(actor, "rollout.promoted_unshippable", model_name=version.model.name,
+                              version_number=version.number, from_state=version.status,
+                              to_state=version.status, rollout=rollout.pk,
+                              reason=f"rollout {rollout.pk} promoted it; it serves production")
+        return
+    registry.transition_version(version, VersionStatus.DEPLOYED, actor=actor,
+                                reason=f"rollout {rollout.pk} promoted it to production", rollout=rollout.pk)
 
 
 def finish_retreat(rollout: Rollout, *, now: datetime | None = None, actor=CONTROLLER,
@@ -410,11 +434,13 @@ def fail(rollout: Rollout, *, reason: str, now: datetime | None = None, actor=CO
 
 
 def _settle_version(rollout: Rollout, *, bad: bool, actor, reason: str) -> None:
+    """A rollout that never promoted leaves its canary `approved`, or `rolled_back` when it was bad."""
     version = rollout.version
     version.refresh_from_db()
-    if version.status != VersionStatus.DEPLOYED:
-        return
     target = VersionStatus.ROLLED_BACK if bad else VersionStatus.APPROVED
+    # DEPLOYED only for a canary an older mlcp deployed when its rollout started.
+    if version.status not in (VersionStatus.APPROVED, VersionStatus.DEPLOYED) or version.status == target:
+        return
     registry.transition_version(version, target, actor=actor, reason=f"rollout {rollout.pk}: {reason}",
                                 rollout=rollout.pk)
 

@@ -57,7 +57,7 @@ def redis_url():
 @pytest.fixture(scope="session")
 def kube_emulator():
     """A Kubernetes API emulator on loopback for the session (tests/k8s has its own)."""
-    from controlplane.embedded.kube import start_kube_emulator
+    from devtools.embedded.kube import start_kube_emulator
 
     emulator = start_kube_emulator()
     yield emulator

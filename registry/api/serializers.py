@@ -43,6 +43,26 @@ def _is_whole(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _has_nul(value) -> bool:
+    """Whether parsed JSON holds a NUL character in a key or a string: PostgreSQL's jsonb cannot store one
+    (a database error, a 500), SQLite can. Walked without recursion: a value may be nested deeply."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+NUL_MESSAGE = "must not contain NUL characters (\\u0000)"
+
+
 def _require_http_url(value: str) -> str:
     if value and urlsplit(value).scheme not in ("http", "https"):
         raise serializers.ValidationError("must be an http:// or https:// URL")
@@ -56,11 +76,12 @@ class RegisteredModelSerializer(serializers.ModelSerializer):
     target) are shown here but change only through their own endpoints, with a reason.
     """
 
-    created_by = serializers.StringRelatedField()
+    # Null where nobody is recorded: made by a command or a test, or the user since deleted.
+    created_by = serializers.StringRelatedField(allow_null=True)
     default_golden_set = serializers.SerializerMethodField()
-    aliases = serializers.SerializerMethodField()
-    gate_policy_changed_by = serializers.StringRelatedField()
-    golden_set_changed_by = serializers.StringRelatedField()
+    aliases = serializers.SerializerMethodField(help_text="{alias name: version number}")
+    gate_policy_changed_by = serializers.StringRelatedField(allow_null=True)
+    golden_set_changed_by = serializers.StringRelatedField(allow_null=True)
 
     class Meta:
         model = RegisteredModel
@@ -76,7 +97,7 @@ class RegisteredModelSerializer(serializers.ModelSerializer):
     def get_default_golden_set(self, obj) -> int | None:
         return obj.default_golden_set.number if obj.default_golden_set else None
 
-    def get_aliases(self, obj) -> dict:
+    def get_aliases(self, obj) -> dict[str, int]:
         return {a.name: a.version.number for a in obj.aliases.select_related("version")}
 
     def validate_class_labels(self, value):
@@ -86,6 +107,8 @@ class RegisteredModelSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(f"at most {MAX_CLASS_LABELS} class labels, not {len(value)}")
         if any(len(label) > MAX_LABEL for label in value):
             raise serializers.ValidationError(f"a class label is at most {MAX_LABEL} characters")
+        if _has_nul(value):
+            raise serializers.ValidationError(f"a class label {NUL_MESSAGE}")
         return value
 
     def validate_slo(self, value):
@@ -117,7 +140,9 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     digest = serializers.CharField(read_only=True)
     size = serializers.IntegerField(read_only=True)
     parent = serializers.SerializerMethodField()
-    created_by = serializers.StringRelatedField()
+    # Text, not a URL field: a version registered without one has "", which is no URI.
+    ci_run_url = serializers.CharField(read_only=True, help_text="the CI run that built it (http/https), or empty")
+    created_by = serializers.StringRelatedField(allow_null=True)
     aliases = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
     links = serializers.SerializerMethodField()
 
@@ -132,7 +157,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     def get_parent(self, obj) -> int | None:
         return obj.parent.number if obj.parent_id else None
 
-    def get_links(self, obj) -> dict:
+    def get_links(self, obj) -> dict[str, str]:
         base = f"/api/v1/models/{obj.model.name}/versions/{obj.number}/"
         return {"self": base} | {name: base + name for name in ("artifact", "signature", "verify", "gates")}
 
@@ -207,10 +232,14 @@ class JSONTextField(serializers.JSONField):
     def to_internal_value(self, data):
         if isinstance(data, (str, bytes)):
             try:
-                return json.loads(data)
+                value = json.loads(data)
             except (ValueError, RecursionError):  # RecursionError: nested thousands deep
                 self.fail("invalid")
-        return super().to_internal_value(data)
+        else:
+            value = super().to_internal_value(data)
+        if _has_nul(value):
+            raise serializers.ValidationError(NUL_MESSAGE)
+        return value
 
 
 def upload_metadata(raw) -> dict:
@@ -386,6 +415,16 @@ class GateResultSerializer(serializers.ModelSerializer):
         model = GateResult
         fields = ["gate", "position", "verdict", "summary", "metrics", "evidence", "device", "isolation", "timings", "attempts",
                   "started_at", "finished_at"]
+
+
+class VerificationSerializer(serializers.Serializer):
+    """`GET models/{name}/versions/{number}/verify`: what a successful check found (a failed one is a 409)."""
+
+    ok = serializers.BooleanField()
+    digest = serializers.CharField()
+    signer = serializers.CharField()
+    verified_at = serializers.DateTimeField(help_text="when the stored bytes last hashed to the digest")
+    detail = serializers.CharField()
 
 
 class SigningKeySerializer(serializers.Serializer):

@@ -13,14 +13,15 @@ from django.db.models.fields.json import KeyTransform
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from controlplane.api import API_PARSERS, JSONParser
+from controlplane.api import API_PARSERS, ErrorResponse, JSONParser
 from controlplane.errors import Forbidden, IntegrityFailure, InvalidInput
 from controlplane.roles import ActionRoles, Role, has_role
 from registry import services, signing
@@ -41,6 +42,9 @@ class RegisteredModelViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, v
     queryset = RegisteredModel.objects.select_related("default_golden_set").order_by("name")
     serializer_class = s.RegisteredModelSerializer
     lookup_field = "name"
+    # What a model's name may hold (as in every other models/{name}/ route): anything else is no model, a 404 from
+    # the URL resolver. Without it a NUL byte reached the lookup, a 500 on PostgreSQL.
+    lookup_value_regex = r"[a-z0-9-]+"
     permission_classes = [ActionRoles]
     parser_classes = API_PARSERS
     action_roles = {"create": Role.CI, "update": Role.ADMIN, "partial_update": Role.ADMIN,
@@ -98,12 +102,14 @@ class RegisteredModelViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, v
                                             reason=body.validated_data["reason"])
         return Response(s.RegisteredModelSerializer(model).data)
 
-    @action(detail=True, methods=["get"])
+    @extend_schema(responses=s.AliasSerializer(many=True))
+    @action(detail=True, methods=["get"], pagination_class=None)
     def aliases(self, request, name=None):
         model = self.get_object()
         return Response(s.AliasSerializer(model.aliases.select_related("version"), many=True).data)
 
-    @action(detail=True, methods=["get"], url_path="alias-history")
+    @extend_schema(responses=s.AliasMoveSerializer(many=True))
+    @action(detail=True, methods=["get"], url_path="alias-history", pagination_class=None)
     def alias_history(self, request, name=None):
         model = self.get_object()
         return Response(s.AliasMoveSerializer(model.alias_moves.select_related("from_version", "to_version")[:200],
@@ -198,7 +204,7 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(request={"multipart/form-data": {"type": "object", "properties": {
         "artifact": {"type": "string", "format": "binary"},
         "bundle": {"type": "string", "format": "binary"},
-        "metadata": {"type": "string", "description": "JSON of VersionUpload fields"}}}},
+        "metadata": {"type": "string", "description": "JSON of VersionUpload fields"}}, "required": ["artifact"]}},
         responses={201: s.ModelVersionSerializer})
     def create(self, request, model_name=None):
         """Register a version: a streamed multipart upload of `artifact` (+ optional `bundle`)."""
@@ -244,7 +250,8 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
         version = services.reject_version(self.get_object(), actor=request.user, reason=body.validated_data["reason"])
         return Response(s.ModelVersionSerializer(version).data)
 
-    @action(detail=True, methods=["get"])
+    @extend_schema(responses=s.GateResultSerializer(many=True))
+    @action(detail=True, methods=["get"], pagination_class=None)
     def gates(self, request, model_name=None, number=None):
         version = self.get_object()
         return Response(s.GateResultSerializer(version.gate_results.order_by("position"), many=True).data)
@@ -256,6 +263,8 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
         version = services.request_gates(self.get_object(), actor=request.user)
         return Response(s.ModelVersionSerializer(version).data, status=status.HTTP_202_ACCEPTED)
 
+    @extend_schema(responses={(200, "application/json"): OpenApiResponse(
+        OpenApiTypes.OBJECT, description="the version's model-signing (Sigstore) bundle, as a download")})
     @action(detail=True, methods=["get"])
     def signature(self, request, model_name=None, number=None):
         version = self.get_object()
@@ -263,6 +272,7 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
         response["Content-Disposition"] = attachment_header(f"{version.artifact_name}.sig")
         return response
 
+    @extend_schema(responses={200: s.VerificationSerializer})
     @action(detail=True, methods=["get"])
     def verify(self, request, model_name=None, number=None):
         """Whether the stored bytes match their digest and the signature covers it.
@@ -279,6 +289,13 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
                          "detail": f"{version} verifies: its bytes hashed to its digest at "
                                    f"{checked:%Y-%m-%d %H:%M:%S} UTC and the signature covers it"})
 
+    @extend_schema(
+        parameters=[OpenApiParameter("Range", str, OpenApiParameter.HEADER,
+                                     description="one range of bytes: bytes=START-END, bytes=START- or bytes=-SUFFIX")],
+        responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="the artifact"),
+                   (206, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY,
+                                                                      description="the bytes of the Range asked"),
+                   416: ErrorResponse("the Range starts past the artifact's end: range_not_satisfiable")})
     @action(detail=True, methods=["get"])
     def artifact(self, request, model_name=None, number=None):
         """Streams the artifact (Range supported); bytes found altered are refused, never served whole.
@@ -425,6 +442,12 @@ class GoldenSetViewSet(viewsets.ReadOnlyModelViewSet):
         return GoldenSet.objects.filter(
             model__name=self.kwargs["model_name"]).select_related("model").order_by("-number")
 
+    @extend_schema(request={"multipart/form-data": {"type": "object", "properties": {
+        "golden_set": {"type": "string", "format": "binary", "description": ".npz of inputs, labels, class_names"},
+        "description": {"type": "string", "maxLength": s.MAX_DESCRIPTION},
+        "make_default": {"type": "boolean", "default": False},
+        "reason": {"type": "string", "maxLength": s.MAX_REASON}}, "required": ["golden_set"]}},
+        responses={201: s.GoldenSetSerializer})
     def create(self, request, model_name=None):
         try:
             model = services.get_model(model_name)

@@ -6,10 +6,12 @@ increase, a 100% last step) are `rollouts.strategy`'s, and a plan that breaks
 them or the bounds below is a 400 `invalid_strategy`.
 """
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from controlplane.errors import InvalidInput
 from rollouts.choices import RouterKind
+from rollouts.liveness import controller_liveness
 from rollouts.models import AnalysisRun, Rollout, RolloutEvent
 
 MAX_STEPS = 100  # weights strictly increase from 1 to 100
@@ -35,20 +37,30 @@ class AnalysisRunSerializer(serializers.ModelSerializer):
         fields = ["at", "step", "verdict", "reason", "evidence"]
 
 
+class ControllerLivenessSerializer(serializers.Serializer):
+    """Whether any controller is acting (rollouts.liveness): an active rollout moves only while `alive`."""
+
+    alive = serializers.BooleanField()
+    holder = serializers.CharField(help_text="the lease holder; empty when none ever ticked")
+    last_tick_at = serializers.DateTimeField(allow_null=True, help_text="its last tick started or finished")
+    stale_for_s = serializers.FloatField(allow_null=True, help_text="seconds since then; null: never")
+
+
 class RolloutSerializer(serializers.ModelSerializer):
     model = serializers.CharField(source="model.name", read_only=True)
     version = serializers.IntegerField(source="version.number", read_only=True)
     stable_version = serializers.IntegerField(source="stable_version.number", read_only=True, allow_null=True)
-    created_by = serializers.StringRelatedField()
+    created_by = serializers.StringRelatedField(allow_null=True)  # null: started by the controller or a command
     weight = serializers.SerializerMethodField()
     last_analysis = serializers.SerializerMethodField()
+    controller = serializers.SerializerMethodField(help_text="whether any controller is acting on rollouts")
 
     class Meta:
         model = Rollout
         fields = ["id", "model", "version", "stable_version", "kind", "phase", "current_step", "weight",
                   "strategy", "traffic", "analysis", "approval_required", "step_started_at", "deadline_at",
-                  "retreat_phase", "abort_reason", "message", "last_analysis", "created_at", "updated_at",
-                  "finished_at", "created_by"]
+                  "retreat_phase", "abort_reason", "message", "last_analysis", "controller", "created_at",
+                  "updated_at", "finished_at", "created_by"]
         read_only_fields = fields
 
     def get_weight(self, obj) -> int | None:
@@ -57,6 +69,13 @@ class RolloutSerializer(serializers.ModelSerializer):
             return None
         step = steps[obj.current_step]
         return step["weight"] if isinstance(step, dict) else step
+
+    @extend_schema_field(ControllerLivenessSerializer)
+    def get_controller(self, obj) -> dict:
+        # Read once per response, not once per rollout of a list.
+        if "controller" not in self.context:
+            self.context["controller"] = ControllerLivenessSerializer(controller_liveness().as_dict()).data
+        return self.context["controller"]
 
     def get_last_analysis(self, obj) -> dict | None:
         run = obj.analysis_runs.order_by("-at", "-id").first()

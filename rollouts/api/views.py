@@ -1,6 +1,7 @@
 """Rollout endpoints: each parses, authorizes, calls one rollouts service, renders."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
@@ -10,7 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from controlplane.api import API_PARSERS
+from controlplane.api import API_PARSERS, ErrorResponse
 from controlplane.errors import Forbidden, InvalidInput
 from controlplane.roles import ActionRoles, Role, has_role
 from registry import services as registry
@@ -92,13 +93,19 @@ class RollbackView(APIView):
         return Response(s.RolloutSerializer(rollout).data, status=status.HTTP_202_ACCEPTED)
 
 
+# What `_int_param` accepts (below).
+_INT_PARAM_SCHEMA = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
+
+
 class AnalysisReplayView(APIView):
     """GET models/{name}/analysis?at=...: the rollout checks replayed at a past instant."""
 
-    @extend_schema(parameters=[OpenApiParameter("at", str, required=True, description="ISO 8601 instant"),
-                               OpenApiParameter("canary_version", int), OpenApiParameter("stable_version", int),
-                               OpenApiParameter("step_duration_s", int)],
-                   responses=OpenApiTypes.OBJECT)
+    @extend_schema(parameters=[OpenApiParameter("at", OpenApiTypes.DATETIME, required=True,
+                                               description="ISO 8601 instant; one without a zone is UTC"),
+                               *(OpenApiParameter(name, _INT_PARAM_SCHEMA)
+                                 for name in ("canary_version", "stable_version", "step_duration_s"))],
+                   responses={200: OpenApiTypes.OBJECT,
+                              503: ErrorResponse("Prometheus did not answer: metrics_unavailable")})
     def get(self, request, name):
         report = services.replay_analysis(
             registry.get_model(name), parse_instant(request.query_params.get("at")),
@@ -107,17 +114,32 @@ class AnalysisReplayView(APIView):
         return Response(report.evidence())
 
 
-def parse_instant(raw: str | None) -> datetime:
-    """An ISO 8601 instant; one without a zone is UTC."""
-    from datetime import timezone
+# The instants `at` may name: any a rollout could have run at, with room on both sides for the longest window
+# (_MAX_INT_PARAM seconds, 68 years) before datetime arithmetic overflows.
+_EARLIEST_INSTANT = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
+_LATEST_INSTANT = datetime(9000, 1, 1, tzinfo=dt_timezone.utc)
 
+
+def parse_instant(raw: str | None) -> datetime:
+    """An ISO 8601 instant, in UTC; one without a zone is UTC.
+
+    Converted to UTC here: Python accepts offsets up to 23:59, PostgreSQL only up to 15:59, so
+    `2024-03-01T12:00-18:00` sent on as written would be a database error (a 500), not an instant.
+    """
     try:
         parsed = parse_datetime(raw.strip().replace(" ", "T")) if raw else None
     except ValueError:  # well formed but no such instant, e.g. February 30th
         parsed = None
     if parsed is None:
         raise InvalidInput("'at' must be an ISO 8601 instant, e.g. 2024-03-01T12:30:00Z", code="invalid_time")
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    try:
+        parsed = parsed.astimezone(dt_timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=dt_timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0
+        parsed = _EARLIEST_INSTANT - timedelta(days=1)
+    if not _EARLIEST_INSTANT <= parsed < _LATEST_INSTANT:
+        raise InvalidInput(f"'at' must be an instant from {_EARLIEST_INSTANT:%Y-%m-%d} until the year "
+                           f"{_LATEST_INSTANT.year}", code="invalid_time")
+    return parsed
 
 
 # Version numbers' column type; as seconds, longer than any step yet a window that datetime arithmetic survives.

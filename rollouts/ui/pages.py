@@ -15,6 +15,7 @@ from controlplane.errors import MlcpError
 from registry import services as registry
 from rollouts import services
 from rollouts.choices import ACTIVE, TERMINAL, TRANSITIONS, Phase, RolloutKind
+from rollouts.liveness import controller_liveness
 from rollouts.models import AnalysisRun, Rollout
 from rollouts.ui import charts
 
@@ -26,8 +27,11 @@ CHECK_LABELS = {"burn_rate": "burn rate", "canary_vs_stable_errors": "canary vs 
 
 # ---------------------------------------------------------------- lists
 
-def rollouts_overview(model=None) -> dict:
-    """The newest rollouts (of `model`, or all), each with its current step and last analysis verdict."""
+def rollouts_overview(model=None, *, now=None) -> dict:
+    """The newest rollouts (of `model`, or all), each with its current step and last analysis verdict.
+
+    `controller_warning` is set when a listed rollout is active and no controller acts on it.
+    """
     last = AnalysisRun.objects.filter(rollout=OuterRef("pk")).order_by("-at", "-id")
     rows = (Rollout.objects.select_related("model", "version", "stable_version")
             .annotate(last_verdict=Subquery(last.values("verdict")[:1]),
@@ -35,7 +39,13 @@ def rollouts_overview(model=None) -> dict:
     if model is not None:
         rows = rows.filter(model=model)
     total = rows.count()
-    return {"rows": [_row(r) for r in rows[:LIST_ROWS]], "total": total, "shown": min(total, LIST_ROWS)}
+    listed = [_row(r) for r in rows[:LIST_ROWS]]
+    return {"rows": listed, "total": total, "shown": min(total, LIST_ROWS),
+            "controller_warning": _controller_warning(any(r["active"] for r in listed), now)}
+
+
+def _controller_warning(active: bool, now) -> str:
+    return controller_liveness(now).warning if active else ""
 
 
 def _row(rollout: Rollout) -> dict:
@@ -55,10 +65,10 @@ def _steps(rollout: Rollout) -> list[dict]:
             for i, s in enumerate(parsed)]
 
 
-def model_rollouts_page(name: str) -> dict:
+def model_rollouts_page(name: str, *, now=None) -> dict:
     """A model's rollouts, what is in production, and whether one is in flight (for the rollback form)."""
     model = registry.get_model(name)
-    page = rollouts_overview(model)
+    page = rollouts_overview(model, now=now)
     page.update({
         "model": model,
         "production": registry.alias_target(model, services.PRODUCTION),
@@ -69,8 +79,9 @@ def model_rollouts_page(name: str) -> dict:
 
 # ---------------------------------------------------------------- detail
 
-def rollout_page(pk) -> dict:
-    """One rollout: its steps, timeline, analysis history drawn, and the last analysis's queries."""
+def rollout_page(pk, *, now=None) -> dict:
+    """One rollout: its steps, timeline, analysis history drawn, the last analysis's queries, and
+    (`controller_warning`) whether it is active with no controller acting on it."""
     rollout = services.get_rollout(pk)
     steps = _steps(rollout)
     total_runs = rollout.analysis_runs.count()
@@ -98,6 +109,7 @@ def rollout_page(pk) -> dict:
         "can_resume": rollout.phase == Phase.PAUSED,
         "can_abort": active and rollout.phase not in (Phase.PROMOTING, Phase.ROLLING_BACK),
         "is_rollback": rollout.kind == RolloutKind.ROLLBACK,
+        "controller_warning": _controller_warning(active, now),
     }
 
 

@@ -133,3 +133,36 @@ def test_file_part_sent_to_an_endpoint_that_takes_none_leaves_nothing_in_staging
         format="multipart")
     assert response.status_code in (200, 201), response.json()
     assert stored_files() == blobs_before
+
+
+def test_the_schema_documents_the_error_body_of_every_operation(viewer):
+    """Clients generated from /api/schema/ know each endpoint's 4xx and read them as `{"code", "detail", ...}`."""
+    from controlplane.api import COMMON_ERRORS
+
+    schema = viewer.get("/api/schema/?format=json").json()
+    error = schema["components"]["schemas"]["Error"]
+    assert error["required"] == ["code", "detail"]
+    assert set(error["properties"]) == {"code", "detail", "context", "fields"}
+    operations = [(path, method, op) for path, item in schema["paths"].items()
+                  for method, op in item.items() if isinstance(op, dict) and "responses" in op]
+    assert len(operations) > 30
+    for path, method, op in operations:
+        for status in COMMON_ERRORS:
+            body = op["responses"].get(status, {}).get("content", {}).get("application/json", {}).get("schema")
+            assert body == {"$ref": "#/components/schemas/Error"}, (method, path, status)
+
+
+def test_the_error_bodies_the_api_answers_match_the_documented_schema(viewer, ci, resnet, no_debug):
+    import jsonschema
+
+    from controlplane.api import ERROR_SCHEMA
+
+    bodies = [viewer.get("/api/v1/models/nope/").json(),  # not_found
+              Client().get("/api/v1/models/").json(),  # not_authenticated
+              viewer.post("/api/v1/models/", {"name": "x"}, format="json").json(),  # permission_denied
+              ci.post("/api/v1/models/", {"name": "Not A Name!"}, format="json").json(),  # invalid_input + fields
+              ci.post("/api/v1/models/", [1, 2], format="json").json(),  # invalid_input, a list body
+              ci.put("/api/v1/models/resnet/aliases/production", {"version": 1}, format="json").json(),
+              viewer.get("/api/v1/no-such-thing/").json()]  # Django's handler404
+    for body in bodies:
+        jsonschema.validate(body, ERROR_SCHEMA)

@@ -4,8 +4,8 @@ import uuid
 
 import pytest
 
+from devtools.embedded.kube import start_kube_emulator
 from k8s import Cluster, DeploymentWorkloads, RetryPolicy
-from controlplane.embedded.kube import start_kube_emulator
 
 # Real backoff shape, test-sized delays: a retried call costs milliseconds.
 FAST_RETRY = RetryPolicy(attempts=5, base_delay_s=0.01, max_delay_s=0.05)
@@ -77,11 +77,3 @@ def stable(cluster, namespace):
     cluster.apps.create_namespaced_deployment(namespace, body)
     return body
 
-
-def mark_rolled_out(kube_emulator, namespace, name):
-    """Do what the Deployment controller would: every desired pod updated and ready."""
-    deployment = kube_emulator.object(DEPLOYMENTS, namespace, name)
-    replicas = deployment["spec"]["replicas"]
-    kube_emulator.patch_object(DEPLOYMENTS, namespace, name, {"status": {
-        "observedGeneration": deployment["metadata"]["generation"], "replicas": replicas,
-        "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas}})

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from k8s import DeploymentWorkloads, HTTPRouteRouter, ReplicaRatioRouter
-from tests.k8s.conftest import mark_rolled_out, model_server
+from tests.k8s.conftest import model_server
 from tests.k8s.test_traffic import create_route, httproute
 from tests.k8s.test_workloads import SPEC
 
@@ -195,7 +195,7 @@ def test_controller_rbac_is_least_privilege(kube_emulator, cluster, namespace):
     by_route.route(50)
     by_route.observe()
     workloads.promote_canary(namespace, "resnet-server")
-    mark_rolled_out(kube_emulator, namespace, "resnet-server")
+    kube_emulator.settle_deployments(namespace, "resnet-server")
     workloads.promote_canary(namespace, "resnet-server")
     by_route.route(0)
     workloads.scale_canary_to_zero(namespace, "resnet-server")

@@ -119,7 +119,6 @@ def test_an_unknown_router_kind_is_invalid_input():
 def test_httproute_promotion_moves_traffic_off_the_canary_once_the_stable_runs_the_new_version(
         kube_emulator, cluster, workloads, namespace, stable):
     from k8s import RouterTarget, build_router
-    from tests.k8s.conftest import mark_rolled_out
 
     workloads.ensure_canary(namespace, "resnet-server", SPEC, replicas=1)
     create_route(cluster, namespace, httproute())
@@ -128,7 +127,7 @@ def test_httproute_promotion_moves_traffic_off_the_canary_once_the_stable_runs_t
 
     assert router.promote(SPEC.version) is False  # the stable is still rolling out the canary's template
     assert router.observe() == RouteState(50, 50)  # traffic stays split while the stable is not ready
-    mark_rolled_out(kube_emulator, namespace, "resnet-server")
+    kube_emulator.settle_deployments(namespace, "resnet-server")
     assert router.promote(SPEC.version) is True
     assert router.observe() == RouteState(100, 0)
     assert kube_emulator.object(DEPLOYMENTS, namespace, "resnet-server-canary")["spec"]["replicas"] == 0

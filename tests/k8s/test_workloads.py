@@ -4,7 +4,7 @@ import pytest
 
 from k8s import CanarySpec, StableWorkloadMissing
 from k8s.canary import FETCH_CONTAINER, MODEL_PATH
-from tests.k8s.conftest import DEPLOYMENTS, mark_rolled_out
+from tests.k8s.conftest import DEPLOYMENTS
 
 SPEC = CanarySpec(model="resnet", version="2", uri="s3://models/resnet/2/model.onnx",
                   digest="sha256:" + "ab" * 32, signature_uri="s3://models/resnet/2/model.sig",
@@ -89,7 +89,7 @@ def test_canary_is_ready_only_when_all_its_pods_run_the_latest_template(kube_emu
     workloads.ensure_canary(namespace, "resnet-server", SPEC, replicas=2)
     assert not workloads.canary_ready(namespace, "resnet-server")
 
-    mark_rolled_out(kube_emulator, namespace, "resnet-server-canary")
+    kube_emulator.settle_deployments(namespace, "resnet-server-canary")
     assert workloads.canary_ready(namespace, "resnet-server")
 
     workloads.scale(namespace, "resnet-server-canary", 3)  # new generation, not yet observed
@@ -112,7 +112,7 @@ def test_promote_makes_canary_the_stable_template(kube_emulator, workloads, name
     assert promoted["spec"]["replicas"] == 4
     assert kube_emulator.object(DEPLOYMENTS, namespace, "resnet-server-canary")["spec"]["replicas"] == 1
 
-    mark_rolled_out(kube_emulator, namespace, "resnet-server")
+    kube_emulator.settle_deployments(namespace, "resnet-server")
     assert workloads.promote_canary(namespace, "resnet-server") is True
     assert kube_emulator.object(DEPLOYMENTS, namespace, "resnet-server-canary")["spec"]["replicas"] == 0
     stable_versions = kube_emulator.versions(DEPLOYMENTS, namespace, "resnet-server")

@@ -193,3 +193,35 @@ def test_golden_set_is_only_stored_unless_made_the_default(admin_client, resnet)
     resnet.refresh_from_db()
     assert resnet.default_golden_set.number == 2
     assert AuditEvent.objects.filter(action="golden_set.registered").count() == 2
+
+
+@pytest.mark.parametrize("path", ["a%00b/", "a%00b/aliases/", "a%00b/alias-history", "resnet%00/gate-policy",
+                                  "R%C3%A9sNet/", "a.b/"])
+def test_a_model_name_no_model_can_have_is_a_404_not_a_database_error(admin_client, resnet, path, settings):
+    # A NUL byte reached the model lookup, which PostgreSQL refuses outright: a 500 (found by
+    # tests/controlplane/test_openapi_fuzz.py). Names outside [a-z0-9-] are no model's, on every route.
+    settings.DEBUG = False
+    for method in ("get", "put", "patch"):
+        response = getattr(admin_client, method)(f"/api/v1/models/{path}", {}, format="json")
+        assert response.status_code in (404, 405), (method, response.status_code, response.content[:300])
+        assert response.json()["code"] in ("not_found", "method_not_allowed")
+
+
+@pytest.mark.parametrize("fields", [{"tags": json.dumps({"key": "a\x00b"})}, {"tags": json.dumps({"k\x00": "v"})},
+                                    {"metadata": json.dumps({"tags": {"key": "\x00"}})},
+                                    {"declared_signature": json.dumps({"inputs": [
+                                        {"name": "in\x00put", "dtype": "float32", "shape": ["batch", 4]}]})}])
+def test_upload_json_holding_a_nul_character_is_a_400_and_stores_nothing(ci, resnet, stored_files, fields):
+    # PostgreSQL's jsonb cannot store \u0000: such tags were a database error, a 500 (found by
+    # tests/controlplane/test_openapi_fuzz.py on PostgreSQL).
+    body = _invalid(upload(ci, "resnet", tiny_onnx(seed=5), **fields))
+    assert "NUL" in body["detail"]
+    assert not ModelVersion.objects.exists()
+    assert not [f for f in stored_files() if f.startswith("sha256/")]
+
+
+@pytest.mark.parametrize("method,path", [("post", "/api/v1/models/"), ("patch", "/api/v1/models/resnet/")])
+def test_class_label_holding_a_nul_character_is_a_400(admin_client, resnet, method, path):
+    body = {"name": "other", "class_labels": ["cat", "d\x00g"]}
+    _invalid(getattr(admin_client, method)(path, body, format="json"), "class_labels")
+    assert RegisteredModel.objects.get(name="resnet").class_labels == ["0", "1", "2"]

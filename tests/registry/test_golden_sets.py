@@ -177,3 +177,12 @@ def test_golden_set_zip_bomb_upload_is_refused_and_stores_nothing(ci, resnet, st
     assert response.json()["code"] == "golden_set_too_large"
     assert GoldenSet.objects.count() == 0 and Blob.objects.count() == 0
     assert stored_files() == []
+
+
+def test_a_class_name_with_a_nul_character_is_refused():
+    from tests.factories import npz_bytes
+
+    with pytest.raises(InvalidInput) as raised:
+        load_golden_arrays(npz_bytes(inputs=np.zeros((2, 4), np.float32), labels=np.array([0, 1]),
+                                     class_names=np.array(["zero", "o\x00ne"])))
+    assert raised.value.code == "invalid_golden_set" and "NUL" in raised.value.detail

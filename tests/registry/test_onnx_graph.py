@@ -168,3 +168,20 @@ def test_input_and_output_bytes_are_capped(monkeypatch):
 def test_walk_stays_within_its_message_on_a_lying_length():
     # A graph field claiming more bytes than the file holds.
     assert _refused(tiny_onnx() + b"\x3a\xff\xff\x03", "malformed_onnx")
+
+
+def test_an_input_name_with_a_nul_character_is_malformed():
+    import io
+
+    from onnx import TensorProto, helper
+
+    from controlplane.errors import InvalidInput
+    from registry.onnx_graph import read_onnx_signature
+
+    graph = helper.make_graph([helper.make_node("Identity", ["in\x00put"], ["out"])], "g",
+                              [helper.make_tensor_value_info("in\x00put", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1])])
+    data = helper.make_model(graph).SerializeToString()
+    with pytest.raises(InvalidInput) as raised:
+        read_onnx_signature(io.BytesIO(data), len(data))
+    assert raised.value.code == "malformed_onnx"

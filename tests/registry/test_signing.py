@@ -120,11 +120,11 @@ def test_garbage_bundle_is_a_clear_400(ci, resnet, stored_files):
 def test_mlcp_verify_command_checks_a_file_offline(ci, viewer, resnet, tmp_path):
     upload(ci, "resnet", tiny_onnx())
     artifact, bundle, public = _download(viewer, 1, tmp_path)
-    ok = subprocess.run([sys.executable, "-m", "controlplane.cli.main", "verify", str(artifact), str(bundle),
+    ok = subprocess.run([sys.executable, "-m", "cli.main", "verify", str(artifact), str(bundle),
                          "--public-key", str(public)], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     artifact.write_bytes(b"x" + artifact.read_bytes())
-    bad = subprocess.run([sys.executable, "-m", "controlplane.cli.main", "verify", str(artifact), str(bundle),
+    bad = subprocess.run([sys.executable, "-m", "cli.main", "verify", str(artifact), str(bundle),
                           "--public-key", str(public)], capture_output=True, text=True)
     assert bad.returncode == 1
     assert "does not match" in bad.stderr

@@ -69,7 +69,7 @@ def approver_ui(db):
 def regressed_golden_outcome():
     """The golden-set gate's real outcome: resnet with class 3 broken, against the intact resnet."""
     from workers.gates import evaluate_golden_set, parse_golden_set, resolve_gate_policy
-    from workers.reference_models import build_reference_model, golden_set_npz_bytes
+    from devtools.reference_models import build_reference_model, golden_set_npz_bytes
 
     good, broken = build_reference_model("resnet"), build_reference_model("resnet", broken_class=3)
     golden = parse_golden_set(golden_set_npz_bytes())
@@ -83,7 +83,7 @@ def passing_outcomes():
     from workers.gates import parse_golden_set, resolve_gate_policy
     from workers.gates.quantization import quantize_int8
     from workers.gates.validation import run_validation
-    from workers.reference_models import build_reference_model, golden_set_npz_bytes
+    from devtools.reference_models import build_reference_model, golden_set_npz_bytes
 
     policy = resolve_gate_policy({"validation": {"warmup_iterations": 1, "timed_iterations": 5},
                                   "quantization": {"warmup_iterations": 1, "timed_iterations": 5}})

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from controlplane.embedded.prometheus import TrafficPhase, arm_traffic, prometheus_server
+from devtools.embedded.prometheus import TrafficPhase, arm_traffic, prometheus_server
 
 RECORDED_AT = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
 FAST = {0.05: 0.5, 0.1: 0.9, 0.25: 0.99, 0.5: 1.0, 1.0: 1.0, float("inf"): 1.0}

@@ -83,13 +83,7 @@ def test_a_hung_rollout_does_not_block_the_others(make_version, kube_emulator):
     controller = Controller(cluster, provider, max_workers=2, wait_for_rollouts=all_finished_but(rollouts["stuck"].pk))
     services.pause(rollouts["fine"], actor="test")
     controller._ensure_step(rollouts["stuck"])
-    for name in ("stuck",):
-        for deployment in (name, f"{name}-canary"):
-            obj = kube_emulator.object("apps/v1/deployments", namespace, deployment)
-            replicas = obj["spec"]["replicas"]
-            kube_emulator.patch_object("apps/v1/deployments", namespace, deployment, {"status": {
-                "observedGeneration": obj["metadata"]["generation"], "replicas": replicas,
-                "updatedReplicas": replicas, "readyReplicas": replicas}})
+    kube_emulator.settle_deployments(namespace, "stuck", "stuck-canary")
     services.resume(rollouts["fine"], actor="test")
     try:
         first = controller.tick(T + timedelta(seconds=60))

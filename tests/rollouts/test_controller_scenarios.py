@@ -18,7 +18,7 @@ from rollouts.controller import Controller, plan
 from rollouts.metrics import PrometheusMetricsProvider
 from rollouts.models import AnalysisRun, RolloutEvent
 from tests.rollouts.conftest import FAST, SLOW
-from controlplane.embedded.prometheus import TrafficPhase, arm_traffic, prometheus_server
+from devtools.embedded.prometheus import TrafficPhase, arm_traffic, prometheus_server
 from tests.factories import set_target
 from tests.support.servers import free_port
 
@@ -94,14 +94,7 @@ class Scenario:
 
     def settle(self):
         """What the Deployment controller would do: every desired pod updated and ready."""
-        for name in (self.deployment, f"{self.deployment}-canary"):
-            deployment = self.kube.object(DEPLOYMENTS, self.namespace, name)
-            if deployment is None:
-                continue
-            replicas = deployment["spec"]["replicas"]
-            self.kube.patch_object(DEPLOYMENTS, self.namespace, name, {"status": {
-                "observedGeneration": deployment["metadata"]["generation"], "replicas": replicas,
-                "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas}})
+        self.kube.settle_deployments(self.namespace, self.deployment, f"{self.deployment}-canary")
 
     def replicas(self):
         stable = self.kube.object(DEPLOYMENTS, self.namespace, self.deployment)

@@ -8,16 +8,17 @@ import uuid
 
 import pytest
 
-from controlplane.live_rollout import (
+from devtools.embedded.prometheus import prometheus_server
+from devtools.live_rollout import (
     LIVE_ANALYSIS,
     EmulatorSplit,
     drive,
     replicas,
     serve_version,
-    settle,
     stable_deployment,
 )
-from controlplane.serving.traffic import CANARY, TrafficGenerator
+from devtools.reference_models import build_reference_model, golden_inputs_and_labels
+from devtools.traffic import CANARY, TrafficGenerator
 from k8s import Cluster, RetryPolicy
 from registry import services as registry
 from registry.choices import VersionStatus
@@ -27,8 +28,6 @@ from rollouts.choices import Phase
 from rollouts.controller import Controller
 from rollouts.metrics import PrometheusMetricsProvider
 from rollouts.models import AnalysisRun
-from controlplane.embedded.prometheus import prometheus_server
-from workers.reference_models import build_reference_model, golden_inputs_and_labels
 from tests.factories import set_target
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -64,7 +63,7 @@ class Live:
                                retry=RetryPolicy(attempts=4, base_delay_s=0.01, max_delay_s=0.05))
         self.cluster.apps.create_namespaced_deployment(
             self.namespace, stable_deployment(self.deployment, name, "1", PODS))
-        settle(kube, self.namespace, self.deployment)
+        kube.settle_deployments(self.namespace, self.deployment)
         self.stable = serve_version(self.v1, tmp_path, "stable")
         self.canary = serve_version(self.v2, tmp_path, "canary", seed=7)
         prometheus.scrape([self.stable.target, self.canary.target])

@@ -117,3 +117,26 @@ def test_analysis_replay_with_an_impossible_parameter_is_a_400(viewer, seeded, q
     response = viewer.get(f"/api/v1/models/resnet/analysis?{query}")
     assert response.status_code == 400, response.content[:300]
     assert response.json()["code"] == code
+
+
+@pytest.mark.parametrize("at,utc", [("2024-03-01T12:00:00-18:37", "2024-03-02T06:37:00+00:00"),
+                                    ("2024-03-01T12:00:00+23:59", "2024-02-29T12:01:00+00:00"),
+                                    ("2024-03-01 12:00", "2024-03-01T12:00:00+00:00")])
+def test_analysis_replay_reads_the_instant_in_utc(viewer, seeded, monkeypatch, at, utc):
+    # Python reads offsets up to 23:59, PostgreSQL stores only up to 15:59: sent on as written, the
+    # rollout lookup by instant was a 500 there (found by tests/controlplane/test_openapi_fuzz.py).
+    monkeypatch.setattr("rollouts.metrics.PrometheusMetricsProvider._query", lambda self, *args: None)
+    response = viewer.get("/api/v1/models/resnet/analysis",
+                          {"at": at, "canary_version": 2, "stable_version": 1, "step_duration_s": 2**31 - 1})
+    assert response.status_code == 200, response.content[:300]
+    assert response.json()["at"] == utc
+
+
+@pytest.mark.parametrize("at", ["0001-01-01T00:00:00+05:00", "0128-12-13T04:37:54Z", "1969-12-31T23:59:59Z",
+                                "9999-12-31T23:59:59-05:00"])
+def test_analysis_replay_at_an_instant_no_window_fits_around_is_a_400(viewer, seeded, at):
+    # Windows of up to 2**31 s before `at`, or an offset past year 1 or 9999, overflowed datetime arithmetic.
+    response = viewer.get("/api/v1/models/resnet/analysis",
+                          {"at": at, "canary_version": 2, "stable_version": 1, "step_duration_s": 2**31 - 1})
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["code"] == "invalid_time"

@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from controlplane.accounts import issue_token
-from controlplane.embedded.prometheus import (
+from devtools.embedded.prometheus import (
     TrafficPhase,
     arm_traffic,
     prometheus_server,

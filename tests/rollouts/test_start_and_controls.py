@@ -38,13 +38,13 @@ def _refusal(model, version, **kw):
     return raised.value.code
 
 
-def test_start_records_stable_steps_and_deploys_the_canary(resnet, production, make_version):
+def test_start_records_stable_steps_and_leaves_the_canary_approved(resnet, production, make_version):
     candidate = make_version(resnet)
     rollout = _start(resnet, candidate)
     assert (rollout.phase, rollout.stable_version, rollout.current_step) == (Phase.PENDING, production, 0)
     assert [s["weight"] for s in rollout.strategy["steps"]] == [10, 25, 50, 100]
     candidate.refresh_from_db()
-    assert candidate.status == VersionStatus.DEPLOYED
+    assert candidate.status == VersionStatus.APPROVED  # deployed once the rollout promotes
     assert rollout.events.get().new == Phase.PENDING
 
 
@@ -68,7 +68,7 @@ def test_version_awaiting_approval_ships_when_approval_is_not_required(resnet, m
     version = make_version(resnet, "awaiting_approval")
     _start(resnet, version, approval_required=False)
     version.refresh_from_db()
-    assert version.status == VersionStatus.DEPLOYED
+    assert version.status == VersionStatus.APPROVED
 
 
 def test_rejected_version_is_refused(resnet, make_version):

@@ -9,7 +9,7 @@ import model_signing
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from controlplane.serving.launch import ServeProcess
+from devtools.serve_process import ServeProcess
 
 
 def keypair(directory: Path, name: str = "ci") -> tuple[Path, Path]:

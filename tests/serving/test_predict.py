@@ -13,7 +13,7 @@ from scipy import stats
 
 from tests.factories import tiny_onnx
 from tests.serving import serve_signed
-from workers.reference_models import build_reference_model, golden_inputs_and_labels
+from devtools.reference_models import build_reference_model, golden_inputs_and_labels
 
 
 def post(url, body, raw=False):
@@ -157,7 +157,7 @@ def test_a_body_over_the_limit_is_refused_unread_with_413(tiny_server):
 
 
 def test_traffic_generator_follows_the_weight_it_reads_and_its_bounds(tiny_server):
-    from tests.support.traffic import CANARY, STABLE, TrafficGenerator
+    from devtools.traffic import CANARY, STABLE, TrafficGenerator
 
     weight = {"now": 0.0}
     generator = TrafficGenerator(tiny_server.url, tiny_server.url, lambda: weight["now"], [[1, 2, 3, 4]],

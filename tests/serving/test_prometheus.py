@@ -11,8 +11,8 @@ from rollouts.analysis import AnalysisConfig, Verdict
 from rollouts.metrics import PrometheusMetricsProvider, analyze
 from tests.factories import tiny_onnx
 from tests.serving import serve_signed
-from controlplane.embedded.prometheus import prometheus_server
-from tests.support.traffic import CANARY, STABLE, TrafficGenerator
+from devtools.embedded.prometheus import prometheus_server
+from devtools.traffic import CANARY, STABLE, TrafficGenerator
 
 INPUTS = [[0.1, 0.2, 0.3, 0.4], [1.0, 0.0, 0.5, 0.25], [0.0, 1.0, 1.0, 0.0]]
 

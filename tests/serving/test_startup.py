@@ -8,9 +8,9 @@ import urllib.request
 
 import pytest
 
-from controlplane.cli import verify
-from controlplane.serving import ArtifactRejected, load_verified_artifact
-from controlplane.serving.launch import ServeProcess
+from devtools.serve_process import ServeProcess
+from serving import verification
+from serving.artifact import ArtifactRejected, load_verified_artifact
 from tests.factories import tiny_onnx
 from tests.serving import keypair, signed_artifact
 from tests.support.servers import free_port
@@ -20,7 +20,7 @@ EXIT_UNVERIFIED = 3
 
 def run_serve(artifact, bundle, *keys, extra=()):
     """Run `mlcp serve` expecting it to refuse: it must exit by itself, quickly."""
-    args = [sys.executable, "-m", "controlplane.cli.main", "serve", "--model-file", str(artifact),
+    args = [sys.executable, "-m", "cli.main", "serve", "--model-file", str(artifact),
             "--bundle", str(bundle), "--model", "tiny", "--version", "1", "--track", "stable",
             "--port", str(free_port()), *[a for k in keys for a in ("--public-key", str(k))], *extra]
     return subprocess.run(args, capture_output=True, text=True, timeout=60)
@@ -73,18 +73,18 @@ def test_starts_when_any_key_verifies_and_drains_on_sigterm(signed, tmp_path):
 def test_serves_the_bytes_it_verified_even_if_the_file_changes_meanwhile(signed, monkeypatch):
     artifact, bundle, public = signed
     original = artifact.read_bytes()
-    real_verify = verify.verify_file
+    real_verify = verification.verify_artifact
 
     def swap_then_verify(path, bundle_path, key):
         # An attacker (or a half-finished download) replaces the file while we verify.
         artifact.write_bytes(tiny_onnx(seed=99))
         return real_verify(path, bundle_path, key)
 
-    monkeypatch.setattr(verify, "verify_file", swap_then_verify)
+    monkeypatch.setattr(verification, "verify_artifact", swap_then_verify)
     loaded = load_verified_artifact(artifact, bundle, [public])
     assert loaded.data == original
     assert artifact.read_bytes() != original
     # And the swapped file, read afresh, is refused.
-    monkeypatch.setattr(verify, "verify_file", real_verify)
+    monkeypatch.setattr(verification, "verify_artifact", real_verify)
     with pytest.raises(ArtifactRejected, match="does not verify"):
         load_verified_artifact(artifact, bundle, [public])

@@ -6,7 +6,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from controlplane.embedded.ports import free_port, wait_for_port  # noqa: F401  (re-exported for tests)
+from devtools.embedded.ports import free_port, wait_for_port  # noqa: F401  (re-exported for tests)
 
 
 @contextmanager

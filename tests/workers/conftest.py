@@ -1,12 +1,12 @@
 """Reference models and golden set for the gate tests, built once per session.
 
-Trained models are cached on disk (see workers.reference_models), so only the
+Trained models are cached on disk (see devtools.reference_models), so only the
 first run on a machine pays for training.
 """
 
 import pytest
 
-from workers import reference_models
+from devtools import reference_models
 from workers.gates import parse_golden_set, resolve_gate_policy
 
 BROKEN_CLASS = 3

@@ -32,7 +32,9 @@ def probe(job_dir: Path, params: dict) -> dict:
     return {
         "read_secret_files": {path: _attempt(lambda p=path: Path(p).read_bytes()[:16]) for path in params["secrets"]},
         "list_data_dir": _attempt(lambda: os.listdir(params["data_dir"])),
-        "environment": sorted(os.environ),
+        # What the sandbox handed the process, before any import could add to os.environ.
+        "environment": sorted(entry.split(b"=", 1)[0].decode()
+                              for entry in Path("/proc/self/environ").read_bytes().split(b"\0") if entry),
         "write_outside": {path: _attempt(lambda p=path: write(p)) for path in params["outside"]},
         "write_own_tmp": _attempt(lambda: write(Path(os.environ["TMPDIR"]) / "scratch")),
         "loopback_server": _attempt(connect),

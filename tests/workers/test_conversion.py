@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from controlplane.errors import InvalidInput
-from workers import reference_models
+from devtools import reference_models
 from workers.gates import convert_pt2_to_onnx
 
 

@@ -14,13 +14,13 @@ import pytest
 import redis
 
 from controlplane.celery import app as celery_app
+from devtools.reference_models import build_reference_model, golden_set_npz_bytes
 from registry import services
 from registry.choices import VersionStatus
 from registry.models import GateResult, ModelVersion, RegisteredModel
 from registry.storage import default_store
 from tests.support.webserver import server_env
 from workers.pipeline import INT8_DERIVATION
-from workers.reference_models import build_reference_model, golden_set_npz_bytes
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,8 +52,8 @@ def broker(celery_on_test_redis):
 @contextmanager
 def celery_worker(broker_url: str, **env):
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "controlplane", "worker", "-Q", "gates,default", "--pool", "solo",
-         "--concurrency", "1", "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip",
+        [sys.executable, "-m", "celery", "-A", "controlplane.celery", "worker", "-Q", "gates,default",
+         "--pool", "solo", "--concurrency", "1", "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip",
          "--without-mingle"],
         cwd=ROOT, env=server_env(CELERY_BROKER_URL=broker_url, CELERY_VISIBILITY_TIMEOUT="5", **env),
         start_new_session=True,
@@ -156,7 +156,7 @@ def test_worker_killed_mid_gate_reruns_it_to_exactly_one_result(broker, digits_m
 
 def test_pt2_program_is_converted_with_parity_and_its_onnx_carries_the_gates(broker, digits_model):
     from workers.pipeline import CONVERTED_DERIVATION
-    from workers.reference_models import export_pt2_bytes, load_reference_module
+    from devtools.reference_models import export_pt2_bytes, load_reference_module
 
     pt2 = export_pt2_bytes(load_reference_module("resnet"))
     with celery_worker(broker):
@@ -183,7 +183,7 @@ def test_mlcp_push_wait_prints_the_final_version_with_its_gates(broker, digits_m
     model_file.write_bytes(build_reference_model("efficientnet").onnx_bytes)
     token = issue_token("ci-bot", Role.CI)
     with celery_worker(broker), gunicorn_server(CELERY_BROKER_URL=broker) as (base_url, _):
-        result = subprocess.run([sys.executable, "-m", "controlplane.cli.main", "--url", base_url, "--token", token,
+        result = subprocess.run([sys.executable, "-m", "cli.main", "--url", base_url, "--token", token,
                                  "--json", "push", "digits", str(model_file), "--wait", "--timeout", "300"],
                                 capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr
@@ -219,14 +219,14 @@ def test_a_pickled_pt2_runs_nothing_is_rejected_as_unsafe_and_push_wait_fails(br
     from controlplane.roles import Role
     from tests.support.webserver import gunicorn_server
     from tests.workers.hostile import with_pickled_weight
-    from workers.reference_models import export_pt2_bytes, load_reference_module
+    from devtools.reference_models import export_pt2_bytes, load_reference_module
 
     sentinel = tmp_path / "pwned"  # the worker runs as root: a command that ran anywhere in it could write here
     program = tmp_path / "digits.pt2"
     program.write_bytes(with_pickled_weight(export_pt2_bytes(load_reference_module("resnet")), f"touch {sentinel}"))
     token = issue_token("ci-bot", Role.CI)
     with celery_worker(broker), gunicorn_server(CELERY_BROKER_URL=broker) as (base_url, _):
-        pushed = subprocess.run([sys.executable, "-m", "controlplane.cli.main", "--url", base_url, "--token", token,
+        pushed = subprocess.run([sys.executable, "-m", "cli.main", "--url", base_url, "--token", token,
                                  "--json", "push", "digits", str(program), "--format", "pt2", "--wait",
                                  "--timeout", "300"], capture_output=True, text=True, timeout=400)
     assert pushed.returncode != 0, pushed.stdout
@@ -271,7 +271,7 @@ def test_a_gate_whose_worker_dies_on_every_delivery_ends_as_worker_crashed(broke
 
 def test_a_worker_without_a_strong_sandbox_refuses_to_start(broker):
     refused = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "controlplane", "worker", "-Q", "gates", "--pool", "solo"],
+        [sys.executable, "-m", "celery", "-A", "controlplane.celery", "worker", "-Q", "gates", "--pool", "solo"],
         cwd=ROOT, env=server_env(CELERY_BROKER_URL=broker, MLCP_GATE_SANDBOX="scrubbed"),
         capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0

@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from workers import reference_models
+from devtools import reference_models
 
 from .conftest import BROKEN_CLASS
 

@@ -129,3 +129,23 @@ def test_job_directories_live_in_a_private_folder_and_are_removed_however_deep(t
     root = jobs_root()
     assert root.stat().st_mode & 0o777 == 0o700
     assert list(root.glob("job-*")) == []
+
+
+def test_a_starting_worker_sweeps_only_the_job_directories_of_dead_workers():
+    import subprocess
+    import sys
+
+    from workers.sandbox.runner import jobs_root, sweep_stale_jobs
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = jobs_root() / f"job-{dead.stdout.strip()}-orphan"
+    running = jobs_root() / f"job-{os.getpid()}-running"
+    for job_dir in (orphan, running):
+        (job_dir / "tmp").mkdir(parents=True)
+    try:
+        sweep_stale_jobs()
+        assert not orphan.exists() and running.exists()
+    finally:
+        import shutil
+
+        shutil.rmtree(running, ignore_errors=True)

@@ -53,7 +53,8 @@ def run_job(job: str, *, inputs: dict[str, bytes], params: dict, outputs: tuple[
     """
     isolation = isolation_in_force()
     limits = limits or Limits.from_settings()
-    job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=jobs_root()))
+    # The worker's pid in the name: a sweep removes only directories whose worker is gone.
+    job_dir = Path(tempfile.mkdtemp(prefix=f"job-{os.getpid()}-", dir=jobs_root()))
     try:
         prepare_job_dir(job_dir, isolation)
         for name, data in inputs.items():
@@ -90,11 +91,29 @@ def remove_job_dir(job_dir: Path) -> None:
 
 
 def sweep_stale_jobs() -> int:
-    """Remove job directories left by a worker that died mid-gate; called when a worker starts."""
-    stale = list(jobs_root().glob("job-*"))
+    """Remove job directories left by workers that died mid-gate; called when a worker starts.
+
+    Other workers on the same host share the folder: a directory whose worker
+    process still exists is theirs, running, and is left alone.
+    """
+    stale = [job_dir for job_dir in jobs_root().glob("job-*") if not _worker_alive(job_dir.name)]
     for job_dir in stale:
         remove_job_dir(job_dir)
     return len(stale)
+
+
+def _worker_alive(job_dir_name: str) -> bool:
+    try:
+        pid = int(job_dir_name.split("-")[1])
+    except (IndexError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _write_input(job_dir: Path, name: str, data: bytes, isolation: Isolation) -> None:

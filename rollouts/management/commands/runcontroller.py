@@ -1,8 +1,12 @@
 """`manage.py runcontroller [--once] [--interval S]`: the rollout controller loop.
 
 Acts only while it holds the database lease, so a second replica waits as a
-standby. The cluster and Prometheus come from settings (MLCP_K8S_HOST or
-KUBECONFIG or in-cluster; PROMETHEUS_URL).
+standby. The leader records a heartbeat on the lease row each tick (when the
+tick started and finished, how long it took, how many rollouts it reconciled),
+which the API, the UI and /metrics read. Every turn of the loop, leader or
+standby, also writes MLCP_CONTROLLER_HEARTBEAT_FILE when set, for the pod's
+liveness probe (`manage.py controllerhealth`). The cluster and Prometheus come
+from settings (MLCP_K8S_HOST or KUBECONFIG or in-cluster; PROMETHEUS_URL).
 """
 
 import os
@@ -10,10 +14,11 @@ import socket
 import time
 import uuid
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
-from django.utils import timezone
 
-from rollouts.controller import Controller, acquire_lease, release_lease
+from rollouts.controller import Controller, release_lease, tick_holding_lease
+from rollouts.liveness import touch_local_heartbeat
 
 
 class Command(BaseCommand):
@@ -31,14 +36,16 @@ class Command(BaseCommand):
         # Long enough to survive one slow tick; short enough that a standby takes over quickly.
         ttl_s = max(30.0, 3 * interval + rollout_timeout)
         controller = Controller.from_settings(max_workers=workers, rollout_timeout_s=rollout_timeout)
+        self._loop_turned(holder, leading=False)
         try:
             while True:
-                if acquire_lease(holder, ttl_s=ttl_s):
-                    results = controller.tick(timezone.now())
+                results = tick_holding_lease(controller, holder, ttl_s=ttl_s)
+                if results is not None:
                     for pk, outcome in sorted(results.items()):
                         self.stdout.write(f"rollout {pk}: {outcome}")
                 elif once:
                     self.stderr.write("another controller holds the lease; nothing done")
+                self._loop_turned(holder, leading=results is not None)
                 if once:
                     return
                 time.sleep(interval)
@@ -46,3 +53,9 @@ class Command(BaseCommand):
             pass
         finally:
             release_lease(holder)
+
+    @staticmethod
+    def _loop_turned(holder: str, *, leading: bool) -> None:
+        if settings.MLCP_CONTROLLER_HEARTBEAT_FILE:
+            touch_local_heartbeat(settings.MLCP_CONTROLLER_HEARTBEAT_FILE, holder=holder, leading=leading,
+                                  at=time.time())

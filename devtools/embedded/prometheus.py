@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from controlplane.embedded.ports import free_port
+from devtools.embedded.ports import free_port
 
 REQUESTS_METRIC = "mlcp_model_requests_total"
 LATENCY_BUCKET_METRIC = "mlcp_model_request_duration_seconds_bucket"

@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from controlplane.serving.faults import FaultSettings, FaultSwitch
-from controlplane.serving.metrics import ServingMetrics
-from controlplane.serving.model import BadInput, OnnxModel
+from serving.faults import FaultSettings, FaultSwitch
+from serving.metrics import ServingMetrics
+from serving.model import BadInput, OnnxModel
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 

@@ -1,7 +1,7 @@
 """`mlcp serve`: run the reference model server on a verified artifact.
 
 Registered into the `mlcp` parser by `add_serve_parser`; the server itself
-lives in `controlplane.serving` and is imported only when this command runs.
+lives in `serving` and is imported only when this command runs.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def add_serve_parser(sub) -> None:
 
 def cmd_serve(args: argparse.Namespace, client=None) -> int:
     """Build the server (or explain why not, with exit status 3, 4 or 5) and serve."""
-    from controlplane.serving.faults import FaultSettings
-    from controlplane.serving.server import (
+    from serving.faults import FaultSettings
+    from serving.server import (
         ServeConfig,
         StartupRefused,
         build_server,

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _mlcp(base_url, token, *args):
-    return subprocess.run([sys.executable, "-m", "controlplane.cli.main", "--url", base_url, "--token", token,
+    return subprocess.run([sys.executable, "-m", "cli.main", "--url", base_url, "--token", token,
                            *args], capture_output=True, text=True, timeout=120)
 
 

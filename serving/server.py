@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controlplane.serving.artifact import ArtifactRejected, load_verified_artifact
-from controlplane.serving.faults import FaultSettings, FaultSwitch
-from controlplane.serving.http import (
+from serving.artifact import ArtifactRejected, load_verified_artifact
+from serving.faults import FaultSettings, FaultSwitch
+from serving.http import (
     DEFAULT_MAX_BODY_BYTES,
     ModelHTTPServer,
     ServerState,
 )
-from controlplane.serving.metrics import ServingMetrics
+from serving.metrics import ServingMetrics
 
 EXIT_UNVERIFIED, EXIT_BAD_MODEL, EXIT_CANNOT_LISTEN = 3, 4, 5
 
@@ -54,7 +54,7 @@ class ServeConfig:
 
 def build_server(config: ServeConfig) -> ModelHTTPServer:
     """Verify the artifact, load exactly the verified bytes, bind the port."""
-    from controlplane.serving.model import OnnxModel
+    from serving.model import OnnxModel
 
     try:
         artifact = load_verified_artifact(config.model_file, config.bundle, config.public_keys,

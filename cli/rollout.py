@@ -4,7 +4,6 @@ Thin: each command is one API call (status --watch polls one), printed for
 people, or as JSON with --json.
 """
 
-import json
 import time
 
 from rich.console import Console, Group
@@ -12,7 +11,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-console = Console(stderr=True)
+from cli.output import console, emit
+
 TERMINAL = {"succeeded", "rolled_back", "aborted", "failed"}
 
 
@@ -70,7 +70,7 @@ def cmd_start(args, client) -> int:
     if args.httproute:
         body.update(router="httproute", route=args.httproute)
     rollout = client.post_json("/api/v1/rollouts/", body)
-    _emit(args, rollout, lambda r: console.print(f"rollout {r['id']} of {r['model']}:{r['version']} started "
+    emit(args, rollout, lambda r: console.print(f"rollout {r['id']} of {r['model']}:{r['version']} started "
                                                  f"(stable {r['stable_version']}); follow it with "
                                                  f"`mlcp rollout status {r['id']} --watch`"))
     return 0
@@ -86,25 +86,25 @@ def cmd_status(args, client) -> int:
                 rollout = client.get_json(path)
                 live.update(render(rollout))
     else:
-        _emit(args, rollout, lambda r: Console().print(render(r)))
+        emit(args, rollout, lambda r: Console().print(render(r)))
     return 0 if rollout["phase"] not in {"rolled_back", "aborted", "failed"} else 1
 
 
 def cmd_promote(args, client) -> int:
     rollout = client.post_json(f"/api/v1/rollouts/{args.id}/promote", {"full": args.full})
-    _emit(args, rollout, _summary)
+    emit(args, rollout, _summary)
     return 0
 
 
 def cmd_control(args, client) -> int:
     rollout = client.post_json(f"/api/v1/rollouts/{args.id}/{args.action}", {"reason": args.reason})
-    _emit(args, rollout, _summary)
+    emit(args, rollout, _summary)
     return 0
 
 
 def cmd_rollback(args, client) -> int:
     rollout = client.post_json(f"/api/v1/models/{args.model}/rollback", {"reason": args.reason})
-    _emit(args, rollout, lambda r: console.print(
+    emit(args, rollout, lambda r: console.print(
         f"rolling back {r['model']}: rollout {r['id']} is {r['phase']} "
         f"({'retreating to stable ' + str(r['stable_version']) if r['kind'] == 'canary' else 'to version ' + str(r['version'])})"))
     return 0
@@ -119,6 +119,12 @@ def render(rollout: dict):
     header = Text.from_markup(f"[bold]rollout {rollout['id']}[/] {rollout['model']}: "
                               f"{rollout['stable_version']} → {rollout['version']}  [bold]{rollout['phase']}[/]")
     table = Table.grid(padding=(0, 2))
+    controller = rollout.get("controller") or {}
+    if rollout["phase"] not in TERMINAL and controller.get("alive") is False:
+        stale = controller.get("stale_for_s")
+        acted = "has ever acted" if stale is None else f"has acted for {stale:.0f} s"
+        table.add_row(Text("warning", style="bold red"),
+                      Text(f"No controller {acted} — this rollout will not move", style="bold red"))
     table.add_row("steps", Text.from_markup(marks))
     table.add_row("canary weight", f"{rollout.get('weight')}%")
     if rollout.get("message"):
@@ -136,10 +142,3 @@ def render(rollout: dict):
 def _summary(rollout: dict) -> None:
     console.print(f"rollout {rollout['id']} of {rollout['model']}:{rollout['version']}: {rollout['phase']}, "
                   f"step {rollout['current_step']} ({rollout.get('weight')}%)")
-
-
-def _emit(args, data, human) -> None:
-    if args.json:
-        print(json.dumps(data, indent=2, default=str))
-    else:
-        human(data)

@@ -5,7 +5,7 @@ a small ResNet-style digits classifier, registers it with its golden set,
 runs its gates on a Celery worker (kombu's filesystem broker, no Redis
 needed), prints the evidence, then ships it: a first production deploy, a
 healthy canary that promotes and a failing one the controller rolls back by
-itself (see `controlplane.demo_rollout`), and leaves the web UI and API up.
+itself (see `devtools.demo_rollout`), and leaves the web UI and API up.
 """
 
 import os
@@ -79,8 +79,9 @@ class Command(BaseCommand):
 
     def _start_worker(self) -> subprocess.Popen:
         self._step("starting a Celery worker for the gates queue")
-        return subprocess.Popen([sys.executable, "-m", "celery", "-A", "controlplane", "worker", "-Q", "gates,default",
-                                 "--concurrency", "1", "--loglevel", "WARNING", "--pool", "solo"], cwd=ROOT,
+        return subprocess.Popen([sys.executable, "-m", "celery", "-A", "controlplane.celery", "worker",
+                                 "-Q", "gates,default", "--concurrency", "1", "--loglevel", "WARNING",
+                                 "--pool", "solo"], cwd=ROOT,
                                 # The demo gates its own reference models, so it may run them without
                                 # bubblewrap on a laptop; the README says what that gives up.
                                 env={"MLCP_GATE_SANDBOX_ALLOW_WEAK": "1", **os.environ})
@@ -89,7 +90,7 @@ class Command(BaseCommand):
         from registry import services
         from registry.models import RegisteredModel
         from registry.storage import default_store
-        from workers.reference_models import build_reference_model, golden_set_npz_bytes
+        from devtools.reference_models import build_reference_model, golden_set_npz_bytes
 
         self._step("training a ResNet-style classifier on sklearn's digits (cached after the first run)")
         reference = build_reference_model("resnet")
@@ -131,7 +132,7 @@ class Command(BaseCommand):
 
     def _rollouts(self, first, gate_timeout):
         """Deploy `first`, canary its int8 version (promotes), then a faulty one (rolled back)."""
-        from controlplane import demo_rollout
+        from devtools import demo_rollout
         from rollouts import services as rollout_services
 
         approver, ci = self._user("demo-approver"), self._user("demo-ci")
@@ -173,7 +174,7 @@ class Command(BaseCommand):
 
     def _register_bad_version(self, model, gate_timeout, approver):
         from registry import services
-        from workers.reference_models import build_reference_model
+        from devtools.reference_models import build_reference_model
 
         self._step("training an EfficientNet-style classifier for a third version (cached after the first run)")
         reference = build_reference_model("efficientnet")

@@ -4,14 +4,7 @@ It serves only bytes that verify against a model-signing bundle, answers
 predictions over HTTP, and exports the request counter and latency histogram
 that the rollout analysis (`rollouts.metrics`) queries, per model, version and
 track. A fault switch makes it fail or slow down on demand, for demos and tests.
+
+It runs in every serving pod, so it imports neither Django nor Celery (nor any
+other mlcp package); `tests/serving/test_standalone.py` holds it to that.
 """
-
-from controlplane.serving.artifact import (
-    ArtifactRejected,
-    VerifiedArtifact,
-    load_verified_artifact,
-)
-from controlplane.serving.faults import FaultSwitch
-from controlplane.serving.metrics import ServingMetrics
-
-__all__ = ["ArtifactRejected", "VerifiedArtifact", "load_verified_artifact", "FaultSwitch", "ServingMetrics"]

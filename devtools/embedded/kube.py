@@ -1,9 +1,10 @@
-"""A real Kubernetes API emulator on loopback for tests, with fault injection.
+"""A real Kubernetes API emulator on loopback for tests and the demo, with fault injection.
 
 `start_kube_emulator()` runs a kmock `KubernetesEmulator` as an HTTP server on a
 free 127.0.0.1 port in a background thread; tests drive it with the official
 `kubernetes` client, so requests go through real HTTP, JSON and the client's
-(de)serialisation. `KubeEmulator.fail_next()` makes the next N API requests fail.
+(de)serialisation. `KubeEmulator.fail_next()` makes the next N API requests fail;
+`KubeEmulator.settle_deployments()` stands in for the Deployment controller.
 
 One emulator serves a whole test session, so its thousandth request must cost
 what its first did, however many tests ran before: it keeps only the last
@@ -31,6 +32,7 @@ from k8s.client import build_api_client
 
 # Enough for any one test's assertions on the requests it made.
 REQUEST_LOG_SIZE = 10_000
+DEPLOYMENTS = "apps/v1/deployments"
 
 # The request being routed. A context variable belongs to the asyncio task that
 # set it, so requests served at the same time each see their own.
@@ -250,6 +252,25 @@ class KubeEmulator:
     def patch_object(self, resource: str, namespace: str, name: str, changes: dict) -> None:
         """Change a stored object directly, as a cluster controller would (e.g. status)."""
         self._on_loop(lambda: self.handler.objects[resource, namespace, name].patch(changes))
+
+    def settle_deployments(self, namespace: str, *names: str) -> None:
+        """Do the Deployment controller's part: every desired pod of each named
+        Deployment updated, ready and available, at its current generation.
+
+        The emulator stores objects but runs no controllers, and the rollout
+        controller waits for ready pods before it analyses or promotes. A name
+        with no Deployment (a canary not created yet) is skipped, and one
+        already settled is not written again.
+        """
+        for name in names:
+            current = self.object(DEPLOYMENTS, namespace, name)
+            if current is None:
+                continue
+            replicas = current["spec"].get("replicas", 1)
+            status = {"observedGeneration": current["metadata"].get("generation"), "replicas": replicas,
+                      "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas}
+            if (current.get("status") or {}) != status:
+                self.patch_object(DEPLOYMENTS, namespace, name, {"status": status})
 
     def mark(self) -> int:
         """A point in the request log: `requests(since=mark)` lists the API requests served after it."""

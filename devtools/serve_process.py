@@ -12,7 +12,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
@@ -25,17 +25,20 @@ def _free_port() -> int:
 class ServeProcess:
     """One `mlcp serve` child on 127.0.0.1; use as a context manager.
 
-    ``extra_args`` go on the command line as given (e.g. ``["--fault-seed", "7"]``).
+    ``extra_args`` go on the command line as given (e.g. ``["--fault-seed", "7"]``);
+    ``env``, when given, is the child's whole environment.
     """
 
     def __init__(self, model_file: Path, bundle: Path, public_keys: Sequence[Path], *, model: str,
-                 version: str, track: str, extra_args: Sequence[str] = (), port: int | None = None):
+                 version: str, track: str, extra_args: Sequence[str] = (), port: int | None = None,
+                 env: Mapping[str, str] | None = None):
         self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.args = [sys.executable, "-m", "controlplane.cli.main", "serve", "--model-file", str(model_file),
+        self.args = [sys.executable, "-m", "cli.main", "serve", "--model-file", str(model_file),
                      "--bundle", str(bundle), "--model", model, "--version", str(version), "--track", track,
                      "--port", str(self.port), *[a for k in public_keys for a in ("--public-key", str(k))],
                      *extra_args]
+        self.env = dict(env) if env is not None else None
         self.process: subprocess.Popen | None = None
         self._log = None
 
@@ -49,7 +52,8 @@ class ServeProcess:
         # A file, not a pipe: nobody reads a pipe while the server runs, and a
         # full one would block the server on its next write to stderr.
         self._log = tempfile.TemporaryFile(mode="w+")
-        self.process = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=self._log, text=True)
+        self.process = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=self._log, text=True,
+                                        env=self.env)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

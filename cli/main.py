@@ -15,23 +15,16 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from controlplane.cli import rollout as rollout_cli
-from controlplane.cli.client import ApiError, MlcpClient, sha256_file
+from cli import rollout as rollout_cli
+from cli.client import ApiError, MlcpClient, sha256_file
+from cli.output import console, emit
 
-console = Console(stderr=True)
 TERMINAL_STATUSES = {"awaiting_approval", "approved", "rejected", "deployed", "rolled_back", "archived"}
 
 
 def _progress() -> Progress:
     return Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                     TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=False)
-
-
-def _emit(args, data, human) -> None:
-    if args.json:
-        print(json.dumps(data, indent=2, default=str))
-    else:
-        human(data)
 
 
 def cmd_push(args, client: MlcpClient) -> int:
@@ -52,7 +45,7 @@ def cmd_push(args, client: MlcpClient) -> int:
                                 extra_files={"bundle": args.bundle} if args.bundle else None)
     if args.wait:
         version = wait_for_gates(client, args.model, version["number"], args.timeout)
-    _emit(args, version, _print_version)
+    emit(args, version, _print_version)
     # CI fails the job on a rejected version or a gate that could not run.
     return 1 if args.wait and version["status"] in {"rejected", "registered"} else 0
 
@@ -83,17 +76,17 @@ def _print_version(version: dict) -> None:
 
 
 def cmd_verify(args, client) -> int:
-    from controlplane.cli.verify import verify_file
+    from serving.verification import verify_artifact
 
-    ok, message = verify_file(Path(args.file), Path(args.bundle), Path(args.public_key))
-    _emit(args, {"ok": ok, "detail": message}, lambda d: console.print(("[green]OK[/] " if ok else "[red]FAILED[/] ")
+    ok, message = verify_artifact(Path(args.file), Path(args.bundle), Path(args.public_key))
+    emit(args, {"ok": ok, "detail": message}, lambda d: console.print(("[green]OK[/] " if ok else "[red]FAILED[/] ")
                                                                        + message))
     return 0 if ok else 1
 
 
 def cmd_fetch(args, client) -> int:
     """Download an artifact and its bundle, verify both, keep the file only if they verify."""
-    from controlplane.cli.verify import verify_file
+    from serving.verification import verify_artifact
 
     out = Path(args.out)
     base = f"/api/v1/models/{args.model}/versions/{args.version}/"
@@ -112,7 +105,7 @@ def cmd_fetch(args, client) -> int:
         key_file = out.with_name(out.name + ".pub")
         for key in keys:
             key_file.write_text(key["pem"])
-            ok, message = verify_file(partial, bundle, key_file)
+            ok, message = verify_artifact(partial, bundle, key_file)
             if ok:
                 break
         key_file.unlink()
@@ -120,7 +113,7 @@ def cmd_fetch(args, client) -> int:
             partial.unlink()
             raise SystemExit(f"mlcp: {args.model}:{args.version} does not verify: {message}")
     partial.rename(out)
-    _emit(args, {"path": str(out), "digest": digest, "verified": bool(args.verify)},
+    emit(args, {"path": str(out), "digest": digest, "verified": bool(args.verify)},
           lambda d: console.print(f"{out} sha256:{digest}" + (" verified" if args.verify else "")))
     return 0
 
@@ -136,7 +129,7 @@ def cmd_golden_push(args, client) -> int:
             fields.update(make_default="true", reason=args.make_default)
         golden = client.upload(f"/api/v1/models/{args.model}/golden-sets/", path, "golden_set", fields,
                                on_progress=lambda sent, total: progress.update(task, completed=sent, total=total))
-    _emit(args, golden, lambda g: console.print(
+    emit(args, golden, lambda g: console.print(
         f"golden set {g['model']}#{g['number']}: {g['num_examples']} examples, sha256:{g['digest']}"
         + (" (default)" if args.make_default else " (not the default: an approver sets that)")))
     return 0
@@ -151,7 +144,7 @@ def cmd_versions(args, client) -> int:
             table.add_row(str(v["number"]), v["status"], v["digest"][:16], v["signer"], v["created_at"])
         Console().print(table)
 
-    _emit(args, page, human)
+    emit(args, page, human)
     return 0
 
 
@@ -202,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
                              help="make it the model's default golden set (approver or admin), with this reason")
     golden_push.set_defaults(handler=cmd_golden_push)
 
-    from controlplane.cli.serve import add_serve_parser  # the model server; imports nothing heavy
+    from cli.serve import add_serve_parser  # the model server; imports nothing heavy
     add_serve_parser(sub)
     rollout_cli.add_commands(sub)
     return parser

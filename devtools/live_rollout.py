@@ -12,12 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from django.utils import timezone
-
-from controlplane.serving.launch import ServeProcess
+from devtools.serve_process import ServeProcess
 from k8s import Cluster, DeploymentWorkloads, ReplicaRatioRouter
 from k8s.canary import canary_name
 from rollouts.choices import ACTIVE
+from rollouts.controller import tick_holding_lease
 from rollouts.models import AnalysisRun, Rollout, RolloutEvent
 
 DEPLOYMENTS = "apps/v1/deployments"
@@ -42,23 +41,6 @@ def stable_deployment(name: str, model: str, version: str | None, replicas: int)
             "spec": {"replicas": replicas, "selector": {"matchLabels": selector},
                      "template": {"metadata": {"labels": selector},
                                   "spec": {"containers": [{"name": "server", "image": SERVER_IMAGE}]}}}}
-
-
-def settle(kube, namespace: str, deployment: str) -> None:
-    """Stand in for the Deployment controller: every desired pod updated and ready.
-
-    The emulator stores objects but runs no controllers, and the rollout
-    controller waits for readiness before it analyses or promotes.
-    """
-    for name in (deployment, canary_name(deployment)):
-        current = kube.object(DEPLOYMENTS, namespace, name)
-        if current is None:
-            continue
-        replicas = current["spec"].get("replicas", 1)
-        status = {"observedGeneration": current["metadata"].get("generation"), "replicas": replicas,
-                  "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas}
-        if (current.get("status") or {}) != status:
-            kube.patch_object(DEPLOYMENTS, namespace, name, {"status": status})
 
 
 def replicas(kube, namespace: str, deployment: str) -> tuple[int, int]:
@@ -157,7 +139,8 @@ def drive(controller, rollout: Rollout, kube, *, timeout_s: float, interval_s: f
           say: Callable[[str], None] = print, between_ticks: Callable[[Rollout], None] | None = None) -> Rollout:
     """Tick `controller` in real time until `rollout` ends; raise TimeoutError after `timeout_s`.
 
-    After each tick the Deployments settle (see `settle`), what happened is
+    After each tick the stable and canary Deployments settle (the emulator's
+    `settle_deployments`: the rollout controller waits for ready pods), what happened is
     said, and `between_ticks(rollout)` runs (a test flips a fault switch there).
     """
     traffic = rollout.traffic
@@ -166,8 +149,10 @@ def drive(controller, rollout: Rollout, kube, *, timeout_s: float, interval_s: f
     deadline = time.monotonic() + timeout_s
     while True:
         tick_at = time.monotonic()
-        controller.tick(timezone.now())
-        settle(kube, namespace, deployment)
+        # Through the lease, as runcontroller does: the heartbeat tells the UI a controller is acting.
+        if tick_holding_lease(controller, "live-rollout", ttl_s=60) is None:
+            raise RuntimeError("another controller holds the lease; stop it before driving a rollout here")
+        kube.settle_deployments(namespace, deployment, canary_name(deployment))
         rollout.refresh_from_db()
         narrate(replicas(kube, namespace, deployment))
         if rollout.phase not in ACTIVE:

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _mlcp(base_url, token, *args):
-    result = subprocess.run([sys.executable, "-m", "controlplane.cli.main", "--url", base_url, "--token", token,
+    result = subprocess.run([sys.executable, "-m", "cli.main", "--url", base_url, "--token", token,
                              "--json", *args], capture_output=True, text=True, timeout=120)
     return result
 
@@ -42,7 +42,7 @@ def test_ci_starts_and_oncall_pauses_resumes_and_rolls_back(candidate):
         resumed = _mlcp(base_url, oncall, "rollout", "resume", str(rollout_id))
         status = _mlcp(base_url, ci, "rollout", "status", str(rollout_id))
         rolled_back = _mlcp(base_url, oncall, "rollback", "resnet", "--reason", "pager: error rate up")
-        no_reason = subprocess.run([sys.executable, "-m", "controlplane.cli.main", "rollback", "resnet"],
+        no_reason = subprocess.run([sys.executable, "-m", "cli.main", "rollback", "resnet"],
                                    capture_output=True, text=True)
     assert denied.returncode == 2 and "permission_denied" in denied.stderr
     assert json.loads(paused.stdout)["phase"] == "paused"

@@ -15,16 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controlplane.errors import MlcpError
-from controlplane.live_rollout import (
+from devtools.embedded.kube import start_kube_emulator
+from devtools.embedded.prometheus import prometheus_server
+from devtools.live_rollout import (
     LIVE_ANALYSIS,
     EmulatorSplit,
     drive,
     serve_version,
-    settle,
     stable_deployment,
     stable_version_label,
 )
-from controlplane.serving.traffic import CANARY, STABLE, TrafficGenerator
+from devtools.traffic import CANARY, STABLE, TrafficGenerator
 from k8s import Cluster
 from rollouts import services
 from rollouts.choices import ACTIVE
@@ -57,10 +58,6 @@ class Platform:
 @contextlib.contextmanager
 def platform(say: Callable[[str], None]) -> Iterator[Platform]:
     """Start the emulator (with the model server's empty stable Deployment) and Prometheus; stop both after."""
-    # The embedded parts live with the test support code; the demo runs from the repository.
-    from controlplane.embedded.kube import start_kube_emulator
-    from controlplane.embedded.prometheus import prometheus_server
-
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # the emulator's per-request log
     workdir = Path(tempfile.mkdtemp(prefix="mlcp-demo-rollouts-"))
     kube = start_kube_emulator()
@@ -68,7 +65,7 @@ def platform(say: Callable[[str], None]) -> Iterator[Platform]:
     try:
         # What a platform team applies once: the server's Deployment, no model in it yet.
         cluster.apps.create_namespaced_deployment(NAMESPACE, stable_deployment(DEPLOYMENT, "", None, 0))
-        settle(kube, NAMESPACE, DEPLOYMENT)
+        kube.settle_deployments(NAMESPACE, DEPLOYMENT)
         with prometheus_server(scrape_interval_s=SCRAPE_S) as prometheus:
             say(f"Kubernetes API emulator at {kube.url} (Deployment {NAMESPACE}/{DEPLOYMENT}), "
                 f"Prometheus at {prometheus.url} scraping every {SCRAPE_S:.0f} s")
@@ -122,7 +119,7 @@ def canary(env: Platform, version, *, actor, say, fault_error_rate: float = 0.0)
 
 
 def _canary_under_traffic(env: Platform, version, stable, server, *, actor, say):
-    from workers.reference_models import golden_inputs_and_labels
+    from devtools.reference_models import golden_inputs_and_labels
 
     inputs, _ = golden_inputs_and_labels()
     split = EmulatorSplit(env.kube, NAMESPACE, DEPLOYMENT)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from controlplane.cli import verify
+from serving import verification
 
 
 class ArtifactRejected(Exception):
@@ -50,7 +50,7 @@ def load_verified_artifact(model_file: Path, bundle_file: Path, public_keys: Seq
     if expected_digest and expected_digest.removeprefix("sha256:").lower() != digest:
         raise ArtifactRejected(f"{model_file} hashes to sha256:{digest}, not the pinned {expected_digest}")
 
-    # verify_file hashes a path, so give it a private copy of the bytes in
+    # verify_artifact hashes a path, so give it a private copy of the bytes in
     # memory: whatever happens to model_file from now on, what verified is what
     # we load. (model-signing names a single-file model ".", so the copy's name
     # does not matter.)
@@ -60,7 +60,7 @@ def load_verified_artifact(model_file: Path, bundle_file: Path, public_keys: Seq
         copy.write_bytes(data)
         bundle_copy.write_bytes(bundle)
         for key in public_keys:
-            ok, message = verify.verify_file(copy, bundle_copy, Path(key))
+            ok, message = verification.verify_artifact(copy, bundle_copy, Path(key))
             if ok:
                 return VerifiedArtifact(data=data, sha256=digest, public_key=Path(key))
             failures.append(f"key {key}: {message.replace(str(copy), str(model_file)).replace(str(bundle_copy), str(bundle_file))}")
