@@ -298,16 +298,41 @@ class VerificationReport:
         return {"ok": self.ok, "digest": self.digest, "detail": self.detail, "signer": self.signer}
 
 
-def verify_version(version: ModelVersion, store: BlobStore | None = None) -> VerificationReport:
-    """Re-hash the stored bytes and check the signature covers them."""
-    store = store or default_store()
-    actual = store.hash_stored(version.digest)
-    if actual != version.digest:
-        return VerificationReport(False, version.digest,
-                                  f"{version} (sha256:{version.digest}) is corrupt in storage: "
-                                  f"its bytes now hash to sha256:{actual}")
+def ensure_intact(version: ModelVersion, *, now=None, store: BlobStore | None = None) -> None:
+    """Refuse bytes found altered (IntegrityFailure `artifact_tampered`).
+
+    The blob is re-hashed (and the outcome recorded) unless a check within
+    MLCP_VERIFY_TRUST_S vouches for it, so no reader can make the server re-read
+    whole artifacts at will; `manage.py verifyblobs` re-hashes on a schedule.
+    """
+    now = now or timezone.now()
+    blob = version.blob
+    if not blob.is_tampered and not blob.verified_within(settings.MLCP_VERIFY_TRUST_S, now=now):
+        if not blob.verify(store, now=now):
+            log.error("%s: stored blob sha256:%s now hashes to sha256:%s; marked tampered",
+                      version, blob.digest, blob.tampered_digest)
+    if blob.is_tampered:
+        raise tampered_error(version)
+
+
+def tampered_error(version: ModelVersion) -> IntegrityFailure:
+    blob = version.blob
+    return IntegrityFailure(
+        f"{version} (sha256:{blob.digest}) is corrupt in storage: its bytes hashed to "
+        f"sha256:{blob.tampered_digest} at {blob.tampered_at:%Y-%m-%d %H:%M:%S} UTC; it is refused until they "
+        f"are restored", code="artifact_tampered", digest=blob.digest)
+
+
+def verify_version(version: ModelVersion, store: BlobStore | None = None, *, now=None) -> VerificationReport:
+    """Whether the stored bytes match their digest (see `ensure_intact`) and the signature covers it."""
+    try:
+        ensure_intact(version, now=now, store=store)
+    except IntegrityFailure as exc:
+        return VerificationReport(False, version.digest, exc.detail)
     verified = signing.verify_bundle(version.signature_bundle, version.digest)
-    return VerificationReport(True, version.digest, f"{version} verifies: bytes and signature match",
+    return VerificationReport(True, version.digest,
+                              f"{version} verifies: its bytes hashed to its digest at "
+                              f"{version.blob.verified_at:%Y-%m-%d %H:%M:%S} UTC and the signature covers it",
                               verified.signer)
 
 

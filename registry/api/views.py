@@ -6,7 +6,6 @@ import re
 import unicodedata
 from urllib.parse import quote
 
-from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
 from django.db import transaction
 from django.db.models.fields.json import KeyTransform
@@ -282,7 +281,7 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
         `manage.py verifyblobs` re-hashes on demand.
         """
         version = self.get_object()
-        _require_intact(version, now=timezone.now())
+        services.ensure_intact(version, now=timezone.now())
         verified = signing.verify_bundle(version.signature_bundle, version.digest)
         checked = version.blob.verified_at
         return Response({"ok": True, "digest": version.digest, "signer": verified.signer, "verified_at": checked,
@@ -306,7 +305,7 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
         """
         version = self.get_object()
         if version.blob.is_tampered:
-            raise _tampered(version)
+            raise services.tampered_error(version)
         signing.verify_bundle(version.signature_bundle, version.digest)
         return _stream_blob(request, version)
 
@@ -368,7 +367,7 @@ def _stream_blob(request, version):
             return response
     store = default_store()
     if match:
-        _require_intact(version, now=timezone.now(), store=store)
+        services.ensure_intact(version, now=timezone.now(), store=store)
         chunks = store.iter_range(version.digest, start, end)
     else:
         chunks = _stream_verifying(version, store)
@@ -382,25 +381,6 @@ def _stream_blob(request, version):
     if match:
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
     return response
-
-
-def _require_intact(version, *, now, store=None) -> None:
-    """Refuse bytes found altered; re-hash them first unless a check within MLCP_VERIFY_TRUST_S vouches for them."""
-    blob = version.blob
-    if not blob.is_tampered and not blob.verified_within(settings.MLCP_VERIFY_TRUST_S, now=now):
-        if not blob.verify(store, now=now):
-            log.error("%s: stored blob sha256:%s now hashes to sha256:%s; marked tampered",
-                      version, blob.digest, blob.tampered_digest)
-    if blob.is_tampered:
-        raise _tampered(version)
-
-
-def _tampered(version) -> IntegrityFailure:
-    blob = version.blob
-    return IntegrityFailure(
-        f"{version} (sha256:{blob.digest}) is corrupt in storage: its bytes hashed to "
-        f"sha256:{blob.tampered_digest} at {blob.tampered_at:%Y-%m-%d %H:%M:%S} UTC; it is refused until they "
-        f"are restored", code="artifact_tampered", digest=blob.digest)
 
 
 def _stream_verifying(version, store):

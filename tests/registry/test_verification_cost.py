@@ -132,3 +132,20 @@ def test_verify_endpoint_trusts_a_recent_verification(viewer, large_version, rea
     assert response.status_code == 200
     assert response.json()["ok"] is True
     assert reads.bytes == 0
+
+
+def test_verify_now_in_the_web_ui_trusts_a_recent_check_like_the_api(monkeypatch, db):
+    """The UI's "verify now" goes through the same service: a viewer cannot force whole-blob re-reads."""
+    from registry import services
+    from registry.models import RegisteredModel
+    from registry.storage import BlobStore
+    from tests.factories import tiny_onnx
+
+    model = RegisteredModel.objects.create(name="trusted")
+    version = services.ingest_bytes(model, tiny_onnx(seed=5), "m.onnx", services.VersionMetadata(), actor="ci")
+    hashes = []
+    original = BlobStore.hash_stored
+    monkeypatch.setattr(BlobStore, "hash_stored", lambda self, digest: hashes.append(digest) or original(self, digest))
+    assert services.verify_version(version).ok and len(hashes) == 1  # never checked: hashed once, recorded
+    version.blob.refresh_from_db()
+    assert services.verify_version(version).ok and len(hashes) == 1  # recent check: trusted
