@@ -7,8 +7,9 @@ makes one from a `RouterTarget`, and `ROUTER_KINDS` is every kind there is.
 stable and canary pods), `HTTPRouteRouter` sets Gateway API backend weights.
 Both report the weights the cluster actually holds, so the controller can
 compare them with what the database wants on every tick. A new router (Istio,
-SMI, NGINX) is a class here and a line in `ROUTER_KINDS`; nothing outside
-`k8s/` names a router kind.
+SMI, NGINX) is a class here and a line in `ROUTER_KINDS`; the controller names
+no router kind (the rollout API's `router` choices still come from
+`rollouts.choices.RouterKind`: one place left outside `k8s/`).
 """
 
 from __future__ import annotations
