@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-SYSTEM_PACKAGES := postgresql redis-server prometheus bubblewrap
+SYSTEM_PACKAGES := postgresql redis-server prometheus prometheus-alertmanager bubblewrap
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 DEMO_PORT ?= 8000
 
