@@ -11,14 +11,15 @@ from k8s.errors import (CanaryWorkloadMissing, ClusterConflict, ClusterForbidden
                         ClusterObjectMissing, ClusterRejected, ClusterUnavailable, RouteMissing,
                         StableWorkloadMissing)
 from k8s.retry import RetryPolicy
-from k8s.traffic import (ROUTER_KINDS, HTTPRouteRouter, ReplicaRatioRouter, RouterTarget, RouteState, TrafficRouter,
-                         build_router, complete_target, split_replicas)
+from k8s.traffic import (DEFAULT_ROUTER_KIND, ROUTER_KINDS, HTTPRouteRouter, ReplicaRatioRouter, RouterTarget,
+                         RouteState, TrafficRouter, build_router, complete_target, split_replicas)
 from k8s.workloads import DeploymentWorkloads, WorkloadState
 
 __all__ = [
     "CanarySpec", "canary_name", "Cluster", "build_api_client", "connect", "RetryPolicy",
     "DeploymentWorkloads", "WorkloadState", "TrafficRouter", "RouteState", "ReplicaRatioRouter",
-    "HTTPRouteRouter", "split_replicas", "ROUTER_KINDS", "RouterTarget", "build_router", "complete_target", "CanaryWorkloadMissing", "ClusterConflict",
+    "HTTPRouteRouter", "split_replicas", "ROUTER_KINDS", "DEFAULT_ROUTER_KIND", "RouterTarget", "build_router",
+    "complete_target", "CanaryWorkloadMissing", "ClusterConflict",
     "ClusterForbidden", "ClusterNotConfigured", "ClusterObjectMissing", "ClusterRejected",
     "ClusterUnavailable", "RouteMissing", "StableWorkloadMissing",
 ]

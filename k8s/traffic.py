@@ -7,9 +7,9 @@ makes one from a `RouterTarget`, and `ROUTER_KINDS` is every kind there is.
 stable and canary pods), `HTTPRouteRouter` sets Gateway API backend weights.
 Both report the weights the cluster actually holds, so the controller can
 compare them with what the database wants on every tick. A new router (Istio,
-SMI, NGINX) is a class here and a line in `ROUTER_KINDS`; the controller names
-no router kind (the rollout API's `router` choices still come from
-`rollouts.choices.RouterKind`: one place left outside `k8s/`).
+SMI, NGINX) is a class here and a line in `ROUTER_KINDS`: the controller, the
+rollout API's `router` choices and the stored target (`RouterTarget.from_json`)
+all read them from here, and none of them names a router kind.
 """
 
 from __future__ import annotations
@@ -48,9 +48,16 @@ class RouteState:
         return round(100 * self.canary_weight / total) if total else 0
 
 
+DEFAULT_ROUTER_KIND = "replica_ratio"
+
+
 @dataclass(frozen=True)
 class RouterTarget:
-    """Where a model's Deployments are and the router's own settings, as plain values."""
+    """Where a model's Deployments are and the router's own settings, as plain values.
+
+    Stored as JSON on the model (`rollout_target`) and on each rollout
+    (`traffic`), where the kind is spelled `router`.
+    """
 
     kind: str
     namespace: str
@@ -59,6 +66,31 @@ class RouterTarget:
     route: str = ""
     stable_service: str = ""
     canary_service: str = ""
+
+    @classmethod
+    def from_json(cls, raw: dict) -> "RouterTarget":
+        """A complete target (the router's defaults filled in) from its JSON; InvalidInput if it is not one."""
+        if not isinstance(raw, dict):
+            raise InvalidInput("traffic must be an object", code="invalid_traffic")
+        raw = {k: v for k, v in raw.items() if v not in (None, "")}
+        for field_name in ("namespace", "deployment", "route", "stable_service", "canary_service"):
+            if field_name in raw and not isinstance(raw[field_name], str):
+                raise InvalidInput(f"traffic.{field_name} must be a string", code="invalid_traffic")
+        for field_name in ("namespace", "deployment"):
+            if field_name not in raw:
+                raise InvalidInput(f"traffic.{field_name} is required", code="invalid_traffic")
+        replicas = raw.get("replicas", 4)
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:
+            raise InvalidInput(f"traffic.replicas is a whole number >= 1, not {replicas!r}", code="invalid_traffic")
+        return complete_target(cls(
+            kind=str(raw.get("router", DEFAULT_ROUTER_KIND)), namespace=raw["namespace"],
+            deployment=raw["deployment"], replicas=replicas, route=raw.get("route", ""),
+            stable_service=raw.get("stable_service", ""), canary_service=raw.get("canary_service", "")))
+
+    def to_json(self) -> dict:
+        return {"router": self.kind, "namespace": self.namespace, "deployment": self.deployment,
+                "replicas": self.replicas, "route": self.route, "stable_service": self.stable_service,
+                "canary_service": self.canary_service}
 
 
 class TrafficRouter(Protocol):

@@ -28,7 +28,7 @@ class RegisteredModel(models.Model):
     default_golden_set = models.ForeignKey(
         "GoldenSet", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    # Where rollouts of this model go (rollouts.strategy.TrafficConfig as JSON; {} = not configured yet).
+    # Where rollouts of this model go (k8s.RouterTarget as JSON; {} = not configured yet).
     # Set by an admin only: a rollout request can name no other Deployment.
     rollout_target = models.JSONField(default=dict, blank=True)
     # Who last changed what a version must pass; for two-person approval they may not approve (None: nobody, or

@@ -47,6 +47,25 @@ class RolloutKind(models.TextChoices):
     ROLLBACK = "rollback", "immediate rollback to a previous version"
 
 
-class RouterKind(models.TextChoices):
-    REPLICA_RATIO = "replica_ratio", "replica ratio between stable and canary Deployments"
-    HTTPROUTE = "httproute", "Gateway API HTTPRoute weights"
+class Delivery(models.TextChoices):
+    """Where one outbox notification (`rollouts.models.Notification`) stands on its way to the webhook."""
+
+    PENDING = "pending"  # written with the rollout's outcome, in its transaction; not tried yet
+    SENDING = "sending"  # claimed by one sender until its lease expires
+    RETRYING = "retrying"  # tried and failed; tried again at `next_attempt_at`
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    DEAD = "dead"  # out of attempts, or refused for good (an address it may not reach, no secret)
+
+
+D = Delivery
+DELIVERY_TRANSITIONS: dict[str, set[str]] = {
+    D.PENDING: {D.SENDING},
+    # SENDING to SENDING: another sender re-claims a row whose sender died mid-send (its lease expired).
+    D.SENDING: {D.SENDING, D.DELIVERED, D.RETRYING, D.DEAD},
+    D.RETRYING: {D.SENDING},
+    D.DELIVERED: set(),
+    # Only an operator (`manage.py sendnotifications --requeue-dead`) brings a dead letter back.
+    D.DEAD: {D.RETRYING},
+}
+CLAIMABLE = frozenset({D.PENDING, D.RETRYING})
+UNDELIVERED = frozenset({D.PENDING, D.SENDING, D.RETRYING})

@@ -25,15 +25,15 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from controlplane.errors import IllegalTransition, InvalidInput, MlcpError
-from k8s import (CanarySpec, ClusterObjectMissing, DeploymentWorkloads, RouteState, TrafficRouter, build_router,
-                 connect)
+from k8s import (CanarySpec, ClusterObjectMissing, DeploymentWorkloads, RouterTarget, RouteState, TrafficRouter,
+                 build_router, connect)
 from rollouts import services
 from rollouts.analysis import Verdict
 from rollouts.choices import ACTIVE, Phase
 from rollouts.liveness import observe_tick
 from rollouts.metrics import MetricsUnavailable, analyze
 from rollouts.models import AnalysisRun, ControllerLease, Rollout
-from rollouts.strategy import Step, TrafficConfig
+from rollouts.strategy import Step
 
 log = logging.getLogger(__name__)
 ACTOR = services.CONTROLLER
@@ -49,7 +49,7 @@ class RolloutState:
     phase: str
     current_step: int
     steps: tuple[Step, ...]
-    traffic: TrafficConfig
+    traffic: RouterTarget
     canary_version: str
     stable_version: str | None = None
     step_started_at: datetime | None = None
@@ -62,7 +62,7 @@ class RolloutState:
     @classmethod
     def of(cls, rollout: Rollout) -> "RolloutState":
         return cls(id=rollout.pk, phase=rollout.phase, current_step=rollout.current_step,
-                   steps=services.steps_of(rollout), traffic=TrafficConfig.from_json(rollout.traffic),
+                   steps=services.steps_of(rollout), traffic=RouterTarget.from_json(rollout.traffic),
                    canary_version=str(rollout.version.number),
                    stable_version=str(rollout.stable_version.number) if rollout.stable_version_id else None,
                    step_started_at=rollout.step_started_at, deadline_at=rollout.deadline_at)
@@ -142,7 +142,7 @@ def plan(state: RolloutState, observed: Observed) -> Action:
     if step.promotes:
         return act(Do.BEGIN_PROMOTION)
     if (observed.canary_version != state.canary_version
-            or observed.route != state.traffic.expected_route(step.weight)):
+            or observed.route != build_router(state.traffic, None).expected(step.weight)):
         return act(Do.ENSURE_STEP, f"set step {index}: {step.weight}% to the canary")
     if not observed.canary_ready:
         return hold("waiting for the canary's pods to be ready")
@@ -342,7 +342,7 @@ class Controller:
         raise AssertionError(f"unknown action {do}")
 
     def _ensure_step(self, rollout: Rollout) -> None:
-        traffic = TrafficConfig.from_json(rollout.traffic)
+        traffic = RouterTarget.from_json(rollout.traffic)
         weight = services.steps_of(rollout)[rollout.current_step].weight
         router = self._router(traffic)
         self.workloads.ensure_canary(traffic.namespace, traffic.deployment, _canary_spec(rollout),
@@ -350,7 +350,7 @@ class Controller:
         router.route(weight)
 
     def _promote(self, rollout: Rollout, now: datetime) -> str:
-        traffic = TrafficConfig.from_json(rollout.traffic)
+        traffic = RouterTarget.from_json(rollout.traffic)
         ns, name = traffic.namespace, traffic.deployment
         router = self._router(traffic)
         canary = self.workloads.read_canary(ns, name)
@@ -364,7 +364,7 @@ class Controller:
         return "succeeded"
 
     def _retreat(self, rollout: Rollout, now: datetime) -> str:
-        traffic = TrafficConfig.from_json(rollout.traffic)
+        traffic = RouterTarget.from_json(rollout.traffic)
         self._router(traffic).route(0)
         self.workloads.scale_canary_to_zero(traffic.namespace, traffic.deployment)
         evidence = {"route": "all traffic to stable", "canary_replicas": 0}
@@ -384,8 +384,8 @@ class Controller:
             services.fail(rollout, reason=reason, now=now)
         return rollout.phase
 
-    def _router(self, traffic: TrafficConfig) -> TrafficRouter:
-        return build_router(traffic.target(), self.workloads)
+    def _router(self, traffic: RouterTarget) -> TrafficRouter:
+        return build_router(traffic, self.workloads)
 
     @staticmethod
     def _say(pk: int, phase: str | None, message: str) -> None:

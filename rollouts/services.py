@@ -24,7 +24,8 @@ from registry.models import AliasMove, ModelVersion, RegisteredModel
 from rollouts.choices import ACTIVE, RETREAT_OUTCOMES, TRANSITIONS, Phase, RolloutKind
 from rollouts.models import Rollout, RolloutEvent
 from rollouts.notifications import notify_rollout
-from rollouts.strategy import AnalysisSettings, TrafficConfig, parse_steps, steps_to_json
+from k8s import RouterTarget
+from rollouts.strategy import AnalysisSettings, parse_steps, steps_to_json
 
 log = logging.getLogger(__name__)
 PRODUCTION = "production"
@@ -138,7 +139,7 @@ def start_rollout(model: RegisteredModel, version: ModelVersion, *, actor, traff
                            approval_required=approval_required, kind=kind, reason=reason, now=now)
 
 
-def _create_rollout(model: RegisteredModel, version: ModelVersion, traffic_config: TrafficConfig, *, actor, steps,
+def _create_rollout(model: RegisteredModel, version: ModelVersion, traffic_config: RouterTarget, *, actor, steps,
                     analysis: dict | None, approval_required: bool, kind: str, reason: str,
                     now: datetime | None) -> Rollout:
     now = now or timezone.now()
@@ -186,7 +187,7 @@ def set_rollout_target(model: RegisteredModel, traffic: dict, *, actor, reason: 
     if not (reason or "").strip():
         raise InvalidInput("changing a rollout target needs a reason; it is kept in the audit trail",
                            code="reason_required")
-    target = TrafficConfig.from_json(traffic).to_json()
+    target = RouterTarget.from_json(traffic).to_json()
     with transaction.atomic():
         locked = RegisteredModel.objects.select_for_update().get(pk=model.pk)
         previous, locked.rollout_target = locked.rollout_target, target
@@ -196,7 +197,7 @@ def set_rollout_target(model: RegisteredModel, traffic: dict, *, actor, reason: 
     return locked
 
 
-def target_of(model: RegisteredModel, *, requested: dict | None = None) -> TrafficConfig:
+def target_of(model: RegisteredModel, *, requested: dict | None = None) -> RouterTarget:
     """The model's rollout target, as stored now; `requested` fields must repeat it, not name another.
 
     The target is the model's configuration, not the request's: otherwise a `ci` token
@@ -206,7 +207,7 @@ def target_of(model: RegisteredModel, *, requested: dict | None = None) -> Traff
     if not stored:
         raise Conflict(f"'{model.name}' has no rollout target yet; an admin sets where it runs "
                        f"(PUT models/{model.name}/target)", code="no_target")
-    target = TrafficConfig.from_json(stored)
+    target = RouterTarget.from_json(stored)
     expected = target.to_json()
     named = {field: value for field, value in (requested or {}).items() if value not in (None, "")}
     unknown = sorted(set(named) - set(expected))
@@ -329,7 +330,7 @@ def rollback(model: RegisteredModel, *, reason: str, actor, now: datetime | None
                        code="no_traffic_config")
     # Back where production runs now, the last successful rollout's target, even if an admin has since changed
     # the model's: the rollback must replace what is serving.
-    return _create_rollout(model, previous, TrafficConfig.from_json(last.traffic), actor=actor, steps=[100],
+    return _create_rollout(model, previous, RouterTarget.from_json(last.traffic), actor=actor, steps=[100],
                            analysis=last.analysis, approval_required=True, kind=RolloutKind.ROLLBACK,
                            reason=f"rollback from {current}: {reason}", now=now)
 

@@ -1,5 +1,5 @@
-"""A rollout's plan as plain values: its steps, how traffic is split, what the
-analysis judges against. Parsed and validated once from the JSON stored on the
+"""A rollout's plan as plain values: its steps and what the analysis judges
+against (where its traffic goes is a `k8s.RouterTarget`). Parsed and validated once from the JSON stored on the
 `Rollout`; pure functions, so the controller's `plan` can use them without I/O.
 """
 
@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 
 from controlplane.errors import InvalidInput
-from k8s import RouterTarget, RouteState, build_router, complete_target
 from rollouts.analysis import AnalysisConfig
 
 DEFAULT_WEIGHTS = (10, 25, 50, 100)
@@ -69,55 +68,6 @@ def parse_steps(raw) -> tuple[Step, ...]:
 
 def steps_to_json(steps: tuple[Step, ...]) -> list[dict]:
     return [asdict(s) for s in steps]
-
-
-DEFAULT_ROUTER = "replica_ratio"
-
-
-@dataclass(frozen=True)
-class TrafficConfig:
-    """Where the model's Deployments are and how traffic is moved between them."""
-
-    router: str
-    namespace: str
-    deployment: str
-    replicas: int  # replica ratio: pods in all; HTTPRoute: the canary's pods
-    route: str = ""
-    stable_service: str = ""
-    canary_service: str = ""
-
-    @classmethod
-    def from_json(cls, raw: dict) -> "TrafficConfig":
-        if not isinstance(raw, dict):
-            raise InvalidInput("traffic must be an object", code="invalid_traffic")
-        raw = {k: v for k, v in raw.items() if v not in (None, "")}
-        router = raw.get("router", DEFAULT_ROUTER)
-        for field_name in ("namespace", "deployment"):
-            if not isinstance(raw.get(field_name), str):
-                raise InvalidInput(f"traffic.{field_name} is required", code="invalid_traffic")
-        replicas = raw.get("replicas", 4)
-        if not _whole(replicas) or replicas < 1:
-            raise InvalidInput(f"traffic.replicas is a whole number >= 1, not {replicas!r}", code="invalid_traffic")
-        # The router's own defaults (HTTPRoute: route and Services named after the Deployment) live in k8s/.
-        target = complete_target(RouterTarget(
-            kind=str(router), namespace=raw["namespace"], deployment=raw["deployment"], replicas=int(replicas),
-            route=raw.get("route", ""), stable_service=raw.get("stable_service", ""),
-            canary_service=raw.get("canary_service", "")))
-        return cls(router=target.kind, namespace=target.namespace, deployment=target.deployment,
-                   replicas=target.replicas, route=target.route, stable_service=target.stable_service,
-                   canary_service=target.canary_service)
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    def target(self) -> RouterTarget:
-        return RouterTarget(kind=self.router, namespace=self.namespace, deployment=self.deployment,
-                            replicas=self.replicas, route=self.route, stable_service=self.stable_service,
-                            canary_service=self.canary_service)
-
-    def expected_route(self, weight: int) -> RouteState:
-        """What the cluster holds once `weight`% goes to the canary (replicas or route weights). No I/O."""
-        return build_router(self.target(), None).expected(weight)
 
 
 @dataclass(frozen=True)

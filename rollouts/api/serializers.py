@@ -10,7 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from controlplane.errors import InvalidInput
-from rollouts.choices import RouterKind
+from k8s import ROUTER_KINDS
 from rollouts.liveness import controller_liveness
 from rollouts.models import AnalysisRun, Rollout, RolloutEvent
 
@@ -136,12 +136,12 @@ TRAFFIC_FIELDS = ("router", "namespace", "deployment", "replicas", "route", "sta
 
 
 class TrafficFields(serializers.Serializer):
-    """Where a model's Deployments are (rollouts.strategy.TrafficConfig): only the fields sent."""
+    """Where a model's Deployments are (`k8s.RouterTarget`): only the fields sent."""
 
     namespace = _k8s_name(K8S_LABEL, 63, required=False)
     deployment = _k8s_name(K8S_SUBDOMAIN, 253, required=False)
     replicas = serializers.IntegerField(min_value=1, max_value=MAX_REPLICAS, required=False)
-    router = serializers.ChoiceField(choices=RouterKind.choices, required=False)
+    router = serializers.ChoiceField(choices=sorted(ROUTER_KINDS), required=False)
     route = _k8s_name(K8S_SUBDOMAIN, 253, required=False, allow_blank=True)
     stable_service = _k8s_name(K8S_LABEL, 63, required=False, allow_blank=True)
     canary_service = _k8s_name(K8S_LABEL, 63, required=False, allow_blank=True)

@@ -2,14 +2,15 @@
 
 from datetime import datetime, timedelta, timezone
 
-from k8s.traffic import RouteState
+from k8s import RouterTarget, RouteState, build_router
 from rollouts.analysis import Verdict
 from rollouts.choices import Phase
 from rollouts.controller import AnalysisOutcome, Do, Observed, RolloutState, plan
-from rollouts.strategy import TrafficConfig, parse_steps
+from rollouts.strategy import parse_steps
 
 T = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
-TRAFFIC = TrafficConfig.from_json({"namespace": "ml", "deployment": "resnet", "replicas": 10})
+TRAFFIC = RouterTarget.from_json({"namespace": "ml", "deployment": "resnet", "replicas": 10})
+ROUTER = build_router(TRAFFIC, None)
 STEPS = parse_steps([{"weight": w, "pause_s": 300} for w in (10, 25, 50)])
 
 
@@ -20,7 +21,7 @@ def state(phase=Phase.PROGRESSING, step=0, started=T, deadline=T + timedelta(min
 
 def seen(now, step=0, verdict=Verdict.PASS, ready=True, **kw):
     analysis = AnalysisOutcome(verdict, f"checks say {verdict}", {}) if verdict else None
-    return Observed(now, route=TRAFFIC.expected_route(STEPS[step].weight), canary_version="2", canary_ready=ready,
+    return Observed(now, route=ROUTER.expected(STEPS[step].weight), canary_version="2", canary_ready=ready,
                     analysis=analysis, **kw)
 
 
@@ -95,7 +96,7 @@ def test_other_phases_map_to_one_action_each():
 
 def test_step_without_analysis_advances_on_time_alone():
     steps = parse_steps([{"weight": 10, "pause_s": 60, "analysis": False}, 100])
-    action = plan(state(steps=steps), Observed(T + timedelta(seconds=60), route=TRAFFIC.expected_route(10),
+    action = plan(state(steps=steps), Observed(T + timedelta(seconds=60), route=ROUTER.expected(10),
                                                canary_version="2", canary_ready=True))
     assert action.do == Do.BEGIN_PROMOTION
 
