@@ -39,6 +39,32 @@ TRANSITIONS: dict[str, set[str]] = {
 SHIPPABLE = {S.APPROVED, S.DEPLOYED}
 
 
+class VersionControl(models.TextChoices):
+    """What a person may do to a version by hand (the gate pipeline and rollouts move it otherwise)."""
+
+    APPROVE = "approve"
+    REJECT = "reject"
+    REGATE = "regate", "run the gates again"
+
+
+C = VersionControl
+# Which control each status accepts: the services refuse the rest, and the API and UI offer only these.
+# Narrower than TRANSITIONS: GATING -> APPROVED is the pipeline's move under a policy that needs no
+# approver, never a person's.
+CONTROLS: dict[str, frozenset[str]] = {
+    S.REGISTERED: frozenset({C.REGATE}),
+    S.GATING: frozenset({C.REJECT}),
+    S.AWAITING_APPROVAL: frozenset({C.APPROVE, C.REJECT}),
+    S.APPROVED: frozenset({C.REJECT}),
+    S.DEPLOYED: frozenset(),
+    S.ROLLED_BACK: frozenset(),
+    S.REJECTED: frozenset(),
+    S.ARCHIVED: frozenset(),
+}
+# The status each control moves a version to; every control a status accepts is a move in TRANSITIONS.
+CONTROL_TARGETS: dict[str, str] = {C.APPROVE: S.APPROVED, C.REJECT: S.REJECTED, C.REGATE: S.GATING}
+
+
 class ArtifactFormat(models.TextChoices):
     ONNX = "onnx"
     TORCH_EXPORT = "pt2", "torch.export program"

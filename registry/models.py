@@ -5,6 +5,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 
 from registry.choices import ArtifactFormat, SignatureSource, VersionStatus
+from registry.gate_verdicts import GateVerdict
 
 model_name_validator = RegexValidator(
     r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
@@ -224,21 +225,15 @@ class AuditEvent(models.Model):
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.model_name}"
 
 
-class GateVerdict(models.TextChoices):
-    PENDING = "pending"
-    RUNNING = "running"
-    PASS = "pass"
-    FAIL = "fail"
-    ERROR = "error"
-
-
 class GateResult(models.Model):
     """One gate's verdict on one version, with what it measured; one row per gate per version."""
 
     version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="gate_results")
     gate = models.CharField(max_length=32)
     position = models.PositiveSmallIntegerField(default=0)
-    verdict = models.CharField(max_length=16, choices=GateVerdict.choices, default=GateVerdict.PENDING)
+    # Changed only by registry.services.transition_gate, along registry.gate_verdicts.GATE_TRANSITIONS.
+    verdict = models.CharField(max_length=16, choices=[(v.value, v.name.title()) for v in GateVerdict],
+                               default=GateVerdict.PENDING)
     summary = models.TextField(blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     evidence = models.JSONField(default=dict, blank=True)

@@ -16,8 +16,11 @@ from django.utils import timezone
 
 from controlplane.errors import Forbidden, IllegalTransition, IntegrityFailure, InvalidInput, NotFound
 from registry import pipeline, signing
-from registry.choices import TRANSITIONS, ArtifactFormat, SignatureSource, VersionStatus
-from registry.models import Alias, AliasMove, AuditEvent, Blob, GoldenSet, ModelVersion, RegisteredModel
+from registry.choices import (CONTROL_TARGETS, CONTROLS, TRANSITIONS, ArtifactFormat, SignatureSource,
+                              VersionControl, VersionStatus)
+from registry.gate_verdicts import GATE_TRANSITIONS
+from registry.models import (Alias, AliasMove, AuditEvent, Blob, GateResult, GoldenSet, ModelVersion,
+                             RegisteredModel)
 from registry.onnx_graph import read_onnx_signature
 from registry.storage import BlobStore, StagedBlob, default_store
 
@@ -194,13 +197,41 @@ def transition_version(version: ModelVersion, new_status: str, *, actor, reason:
     return version
 
 
+def transition_gate(result: GateResult, new: str, **fields) -> bool:
+    """Move one gate result along GATE_TRANSITIONS, by compare-and-set on the verdict and delivery count read.
+
+    False when another delivery of the same gate moved it first: the caller then leaves it alone (its
+    verdict, if it has one, is not recorded), so one result per gate per version stands.
+    IllegalTransition for a move the table does not have.
+    """
+    old = result.verdict
+    if new not in GATE_TRANSITIONS[old]:
+        raise IllegalTransition(f"gate {result.gate} of version {result.version_id} cannot go from {old} to {new}",
+                                from_state=old, to_state=new)
+    updated = GateResult.objects.filter(pk=result.pk, verdict=old, attempts=result.attempts).update(
+        verdict=new, **fields)
+    if updated != 1:
+        return False
+    result.verdict = new
+    for name, value in fields.items():
+        setattr(result, name, value)
+    return True
+
+
+def require_control(version: ModelVersion, control: str) -> None:
+    """IllegalTransition unless `version`'s status accepts `control` (registry.choices.CONTROLS)."""
+    if control in CONTROLS[version.status]:
+        return
+    accepting = " or ".join(status.replace("_", " ") for status, controls in CONTROLS.items() if control in controls)
+    done = {VersionControl.APPROVE: "approved", VersionControl.REJECT: "rejected",
+            VersionControl.REGATE: "gated again"}[control]
+    raise IllegalTransition(f"{version} is {version.status}; only a version that is {accepting} can be {done}",
+                            from_state=version.status, to_state=CONTROL_TARGETS[control], control=control)
+
+
 def approve_version(version: ModelVersion, *, actor, reason: str) -> ModelVersion:
     """Approve a version awaiting approval; with two-person approval, never by whoever shaped it (403 self_approval)."""
-    if version.status != VersionStatus.AWAITING_APPROVAL:
-        raise IllegalTransition(
-            f"{version} is {version.status}; only a version awaiting approval can be approved",
-            from_state=version.status, to_state=VersionStatus.APPROVED,
-        )
+    require_control(version, VersionControl.APPROVE)
     conflicts = approval_conflicts(version, actor)
     if conflicts:
         raise Forbidden(f"{actor_name(actor)} may not approve {version}: they {' and '.join(conflicts)}; "
@@ -238,14 +269,13 @@ def approval_conflicts(version: ModelVersion, actor) -> list[str]:
 def reject_version(version: ModelVersion, *, actor, reason: str) -> ModelVersion:
     if not reason.strip():
         raise InvalidInput("a rejection needs a reason", code="reason_required")
+    require_control(version, VersionControl.REJECT)
     return transition_version(version, VersionStatus.REJECTED, actor=actor, reason=reason)
 
 
 def request_gates(version: ModelVersion, *, actor) -> ModelVersion:
     """Queue the gates again for a version left `registered` (a gate errored, or the broker was down)."""
-    if version.status != VersionStatus.REGISTERED:
-        raise IllegalTransition(f"{version} is {version.status}; only a registered version can be gated again",
-                                from_state=version.status, to_state=VersionStatus.GATING)
+    require_control(version, VersionControl.REGATE)
     record_audit(actor, "version.gates_requested", model_name=version.model.name, version_number=version.number)
     pipeline.version_registered(version)
     return version

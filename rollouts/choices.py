@@ -42,6 +42,44 @@ ACTIVE = frozenset(set(Phase) - TERMINAL)
 RETREAT_OUTCOMES = frozenset({P.ROLLED_BACK, P.ABORTED})
 
 
+class Control(models.TextChoices):
+    """What on-call may do to a rollout by hand; the controller moves it otherwise."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    PROMOTE = "promote", "promote (skip the analysis)"
+    ABORT = "abort"
+    ROLLBACK = "rollback", "roll back (and mark the version bad)"
+
+
+C = Control
+_STEERABLE = frozenset({C.PAUSE, C.PROMOTE, C.ABORT, C.ROLLBACK})
+# Which control each phase accepts: the services refuse the rest, and the API and UI offer only these.
+# Nothing once the stable Deployment takes the canary's template (PROMOTING: the way back is a new rollout of
+# the previous version, once it has succeeded). While traffic is already going back (ROLLING_BACK) an abort
+# can still become a rollback, which marks the version bad; never the reverse.
+CONTROLS: dict[str, frozenset[str]] = {
+    P.PENDING: _STEERABLE,
+    P.PROGRESSING: _STEERABLE,
+    P.PAUSED: (_STEERABLE - {C.PAUSE}) | {C.RESUME},
+    P.PROMOTING: frozenset(),
+    P.ROLLING_BACK: frozenset({C.ROLLBACK}),
+    P.SUCCEEDED: frozenset(),
+    P.ROLLED_BACK: frozenset(),
+    P.ABORTED: frozenset(),
+    P.FAILED: frozenset(),
+}
+# The phases each control may move a rollout to; every one is a move in TRANSITIONS.
+CONTROL_TARGETS: dict[str, frozenset[str]] = {
+    C.PAUSE: frozenset({P.PAUSED}),
+    C.RESUME: frozenset({P.PROGRESSING}),
+    C.PROMOTE: frozenset({P.PROGRESSING, P.PROMOTING}),
+    C.ABORT: frozenset({P.ROLLING_BACK}),
+    C.ROLLBACK: frozenset({P.ROLLING_BACK}),
+}
+
+
+
 class RolloutKind(models.TextChoices):
     CANARY = "canary", "canary with analysis"
     ROLLBACK = "rollback", "immediate rollback to a previous version"
@@ -69,3 +107,12 @@ DELIVERY_TRANSITIONS: dict[str, set[str]] = {
 }
 CLAIMABLE = frozenset({D.PENDING, D.RETRYING})
 UNDELIVERED = frozenset({D.PENDING, D.SENDING, D.RETRYING})
+
+
+def allowed_controls(phase: str, kind: str) -> frozenset[str]:
+    """The controls a rollout of `kind` in `phase` accepts now.
+
+    A rollback rollout is not rolled back again: its stable is the version it replaces, the bad one.
+    """
+    controls = CONTROLS[phase]
+    return controls - {C.ROLLBACK} if kind == RolloutKind.ROLLBACK else controls

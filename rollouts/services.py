@@ -21,7 +21,8 @@ from registry import signing
 from registry.choices import TRANSITIONS as REGISTRY_TRANSITIONS
 from registry.choices import VersionStatus
 from registry.models import AliasMove, ModelVersion, RegisteredModel
-from rollouts.choices import ACTIVE, RETREAT_OUTCOMES, TRANSITIONS, Phase, RolloutKind
+from rollouts.choices import (ACTIVE, CONTROLS, RETREAT_OUTCOMES, TRANSITIONS, Control, Phase, RolloutKind,
+                              allowed_controls)
 from rollouts.models import Rollout, RolloutEvent
 from rollouts.notifications import notify_rollout
 from k8s import RouterTarget
@@ -259,12 +260,27 @@ def _require_signed(version: ModelVersion) -> None:
 
 # --------------------------------------------------------- on-call controls
 
+_CONTROL_DONE = {Control.PAUSE: "paused", Control.RESUME: "resumed", Control.PROMOTE: "promoted",
+                 Control.ABORT: "aborted", Control.ROLLBACK: "rolled back"}
+
+
+def require_control(rollout: Rollout, control: str) -> None:
+    """IllegalTransition unless the rollout accepts `control` now (rollouts.choices.CONTROLS)."""
+    if control in allowed_controls(rollout.phase, rollout.kind):
+        return
+    accepting = [phase for phase, controls in CONTROLS.items() if control in controls]
+    done = _CONTROL_DONE[control]
+    detail = (f"rollout {rollout.pk} is {rollout.phase}, not {accepting[0]}" if len(accepting) == 1 else
+              f"rollout {rollout.pk} is {rollout.phase}; only a {', '.join(accepting[:-1])} or {accepting[-1]} "
+              f"{rollout.kind} rollout can be {done}")
+    raise IllegalTransition(detail, code="not_promotable" if control == Control.PROMOTE else "illegal_transition",
+                            from_state=rollout.phase, control=control)
+
+
 def promote(rollout: Rollout, *, actor, full: bool = False, now: datetime | None = None) -> Rollout:
     """Skip the current step's analysis: go to the next step, or (`full`) promote now."""
     now = now or timezone.now()
-    if rollout.phase not in (Phase.PENDING, Phase.PROGRESSING, Phase.PAUSED):
-        raise IllegalTransition(f"rollout {rollout.pk} is {rollout.phase}; only a pending, progressing or "
-                                "paused rollout can be promoted", code="not_promotable", from_state=rollout.phase)
+    require_control(rollout, Control.PROMOTE)
     steps = steps_of(rollout)
     target = len(steps) - 1 if full else min(rollout.current_step + 1, len(steps) - 1)
     reason = "promoted by hand" + (" to 100%" if full else f" to step {target} ({steps[target].weight}%)")
@@ -279,15 +295,14 @@ def promote(rollout: Rollout, *, actor, full: bool = False, now: datetime | None
 
 def pause(rollout: Rollout, *, actor, reason: str = "", now: datetime | None = None) -> Rollout:
     """Hold the rollout at its current weight; the controller neither advances nor analyses it."""
+    require_control(rollout, Control.PAUSE)
     return transition_rollout(rollout, Phase.PAUSED, actor=actor, reason=reason or "paused", now=now)
 
 
 def resume(rollout: Rollout, *, actor, reason: str = "", now: datetime | None = None) -> Rollout:
     """Continue a paused rollout; its step's clock (pause, analysis window, deadline) restarts."""
     now = now or timezone.now()
-    if rollout.phase != Phase.PAUSED:
-        raise IllegalTransition(f"rollout {rollout.pk} is {rollout.phase}, not paused", from_state=rollout.phase,
-                                to_state=Phase.PROGRESSING)
+    require_control(rollout, Control.RESUME)
     return transition_rollout(rollout, Phase.PROGRESSING, actor=actor, reason=reason or "resumed", now=now,
                               **step_start_fields(rollout, rollout.current_step, now))
 
@@ -338,10 +353,11 @@ def rollback(model: RegisteredModel, *, reason: str, actor, now: datetime | None
 def _retreat(rollout: Rollout, outcome: str, *, actor, reason: str, now: datetime | None) -> Rollout:
     if not (reason or "").strip():
         raise InvalidInput("say why: the reason is kept in the audit trail", code="reason_required")
+    if rollout.phase == Phase.ROLLING_BACK and (rollout.retreat_phase == outcome or outcome == Phase.ABORTED):
+        return rollout  # already retreating: a repeated request, or an abort of a rollback, changes nothing
+    require_control(rollout, Control.ABORT if outcome == Phase.ABORTED else Control.ROLLBACK)
     if rollout.phase == Phase.ROLLING_BACK:
         # An abort already retreating becomes a rollback (marks the version); never the reverse.
-        if rollout.retreat_phase == outcome or outcome == Phase.ABORTED:
-            return rollout
         updated = Rollout.objects.filter(pk=rollout.pk, phase=Phase.ROLLING_BACK).update(
             retreat_phase=outcome, abort_reason=reason)
         if updated != 1:

@@ -19,7 +19,8 @@ from django.utils import timezone
 from controlplane.errors import InvalidInput, MlcpError
 from registry import services
 from registry.choices import ArtifactFormat, VersionStatus
-from registry.models import GateResult, GateVerdict, ModelVersion
+from registry.gate_verdicts import DECIDED, GateVerdict
+from registry.models import GateResult, ModelVersion
 from workers.gates.outcome import GateOutcome, shallow_json
 from workers.gates.policy import resolve_gate_policy
 from workers.gates.pt2_archive import safe_pt2_archive
@@ -28,7 +29,6 @@ from workers.sandbox.isolation import isolation_in_force
 from workers.sandbox.runner import run_job
 
 log = logging.getLogger(__name__)
-DECIDED = {GateVerdict.PASS, GateVerdict.FAIL}
 INT8_DERIVATION = "int8-static-qdq"
 CONVERTED_DERIVATION = "onnx-from-pt2"
 # Infrastructure faults: the task retries them; they are never a gate's verdict.
@@ -60,7 +60,8 @@ def start_pipeline(version: ModelVersion, *, actor="gate-pipeline") -> list[str]
         for position, gate in enumerate(gates):
             GateResult.objects.get_or_create(version=version, gate=gate, defaults={"position": position})
         # A re-run after an error runs the errored gate again; decided gates keep their verdicts.
-        GateResult.objects.filter(version=version, verdict=GateVerdict.ERROR).update(verdict=GateVerdict.PENDING)
+        for errored in GateResult.objects.filter(version=version, verdict=GateVerdict.ERROR):
+            services.transition_gate(errored, GateVerdict.PENDING)
     return gates
 
 
@@ -81,15 +82,17 @@ def run_gate(version_id: int, gate: str) -> GateResult | None:
         log.warning("version %s is gone; gate %s not run", version_id, gate)
         return None
     result = GateResult.objects.get(version=version, gate=gate)
-    if result.verdict in DECIDED:
-        return result
+    if result.verdict not in (GateVerdict.PENDING, GateVerdict.RUNNING):
+        return result  # decided, or errored and waiting for the gates to be re-run
     limit = settings.MLCP_GATE_MAX_DELIVERIES
     if result.verdict == GateVerdict.RUNNING and result.attempts >= limit:
-        return record_outcome(version, gate, GateOutcome.error(
+        return record_outcome(result, GateOutcome.error(
             gate, f"{gate} was delivered {result.attempts} times and its worker died each time; "
                   "not running it again (re-run the gates to try once more)", code="worker_crashed"))
-    GateResult.objects.filter(pk=result.pk).update(verdict=GateVerdict.RUNNING, started_at=timezone.now(),
-                                                   attempts=result.attempts + 1)
+    if not services.transition_gate(result, GateVerdict.RUNNING, started_at=timezone.now(),
+                                    attempts=result.attempts + 1):
+        log.info("gate %s of %s was claimed by another delivery; not running it twice", gate, version)
+        return GateResult.objects.get(pk=result.pk)
     policy = resolve_gate_policy(version.model.gate_policy)
     started = time.monotonic()
     try:
@@ -105,15 +108,26 @@ def run_gate(version_id: int, gate: str) -> GateResult | None:
     outcome.timings.setdefault("total_s", round(time.monotonic() - started, 4))
     if not outcome.isolation:
         outcome.isolation = isolation_in_force().name
-    return record_outcome(version, gate, outcome)
+    return record_outcome(result, outcome)
 
 
-def record_outcome(version: ModelVersion, gate: str, outcome: GateOutcome) -> GateResult:
-    GateResult.objects.filter(version=version, gate=gate).update(
-        verdict=outcome.verdict, summary=outcome.summary, metrics=outcome.metrics, evidence=outcome.evidence,
-        device=outcome.device, timings=outcome.timings, isolation=outcome.isolation, finished_at=timezone.now(),
-    )
-    return GateResult.objects.get(version=version, gate=gate)
+def record_time_limit(version_id: int, gate: str) -> GateResult:
+    """The gate ran past its time limit: an error verdict, unless another delivery has decided it since."""
+    result = GateResult.objects.get(version_id=version_id, gate=gate)
+    if result.verdict != GateVerdict.RUNNING:
+        return result
+    return record_outcome(result, GateOutcome.error(gate, f"{gate} exceeded its time limit", code="time_limit"))
+
+
+def record_outcome(result: GateResult, outcome: GateOutcome) -> GateResult:
+    """Store the verdict of the delivery that claimed `result`; a later delivery that took it over wins instead."""
+    recorded = services.transition_gate(
+        result, outcome.verdict, summary=outcome.summary, metrics=outcome.metrics, evidence=outcome.evidence,
+        device=outcome.device, timings=outcome.timings, isolation=outcome.isolation, finished_at=timezone.now())
+    if not recorded:
+        log.warning("gate %s of version %s was taken over by another delivery; its %s is not recorded",
+                    result.gate, result.version_id, outcome.verdict)
+    return GateResult.objects.get(pk=result.pk)
 
 
 def conclude(version_id: int) -> str | None:

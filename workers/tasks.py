@@ -11,7 +11,6 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from workers import pipeline
-from workers.gates.outcome import GateOutcome
 from workers.pipeline import TRANSIENT
 
 log = logging.getLogger(__name__)
@@ -23,10 +22,7 @@ def run_gate(self, version_id: int, gate: str) -> str | None:
     try:
         result = pipeline.run_gate(version_id, gate)
     except SoftTimeLimitExceeded:
-        from registry.models import ModelVersion
-
-        version = ModelVersion.objects.get(pk=version_id)
-        result = pipeline.record_outcome(version, gate, GateOutcome.error(gate, f"{gate} exceeded its time limit"))
+        result = pipeline.record_time_limit(version_id, gate)
     if result is None:
         return None
     upcoming = pipeline.conclude(version_id)

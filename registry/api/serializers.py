@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from registry.choices import CONTROLS
 from registry.models import (Alias, AliasMove, AuditEvent, GateResult, GoldenSet, ModelVersion, RegisteredModel,
                              model_name_validator)
 
@@ -145,10 +146,11 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     created_by = serializers.StringRelatedField(allow_null=True)
     aliases = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
     links = serializers.SerializerMethodField()
+    controls = serializers.SerializerMethodField(help_text="what an approver may do to it now")
 
     class Meta:
         model = ModelVersion
-        fields = ["model", "number", "status", "status_reason", "format", "artifact_name", "digest", "size",
+        fields = ["model", "number", "status", "controls", "status_reason", "format", "artifact_name", "digest", "size",
                   "input_signature", "output_signature", "graph_info", "git_commit", "ci_run_url",
                   "training_data_digest", "parent", "derivation", "tags", "signature_source", "signer",
                   "signing_key_id", "aliases", "created_at", "created_by", "links"]
@@ -156,6 +158,9 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
     def get_parent(self, obj) -> int | None:
         return obj.parent.number if obj.parent_id else None
+
+    def get_controls(self, obj) -> list[str]:
+        return sorted(CONTROLS[obj.status])
 
     def get_links(self, obj) -> dict[str, str]:
         base = f"/api/v1/models/{obj.model.name}/versions/{obj.number}/"

@@ -10,7 +10,7 @@ from django.db.models import OuterRef, Subquery
 
 from controlplane.errors import MlcpError
 from registry import services
-from registry.choices import TRANSITIONS, VersionStatus
+from registry.choices import CONTROLS, VersionControl, VersionStatus
 from registry.models import AliasMove, AuditEvent, ModelVersion, RegisteredModel
 from registry.ui.evidence import gate_panel
 
@@ -63,8 +63,8 @@ def version_page(name: str, number: int, *, verify: bool = False) -> dict:
         "production": production,
         "gates": [gate_panel(r) for r in version.gate_results.order_by("position")],
         "verification": _verification(version) if verify else None,
-        "can_approve": version.status == VersionStatus.AWAITING_APPROVAL,
-        "can_reject": VersionStatus.REJECTED in TRANSITIONS[version.status],
+        "can_approve": VersionControl.APPROVE in CONTROLS[version.status],
+        "can_reject": VersionControl.REJECT in CONTROLS[version.status],
         "audit": AuditEvent.objects.filter(model_name=version.model.name, version_number=version.number)[:AUDIT_ROWS],
         "ci_link": version.ci_run_url if version.ci_run_url.startswith(("https://", "http://")) else "",
     }

@@ -11,6 +11,7 @@ from rest_framework import serializers
 
 from controlplane.errors import InvalidInput
 from k8s import ROUTER_KINDS
+from rollouts.choices import allowed_controls
 from rollouts.liveness import controller_liveness
 from rollouts.models import AnalysisRun, Rollout, RolloutEvent
 
@@ -54,14 +55,18 @@ class RolloutSerializer(serializers.ModelSerializer):
     weight = serializers.SerializerMethodField()
     last_analysis = serializers.SerializerMethodField()
     controller = serializers.SerializerMethodField(help_text="whether any controller is acting on rollouts")
+    controls = serializers.SerializerMethodField(help_text="the on-call controls this rollout accepts now")
 
     class Meta:
         model = Rollout
-        fields = ["id", "model", "version", "stable_version", "kind", "phase", "current_step", "weight",
+        fields = ["id", "model", "version", "stable_version", "kind", "phase", "controls", "current_step", "weight",
                   "strategy", "traffic", "analysis", "approval_required", "step_started_at", "deadline_at",
                   "retreat_phase", "abort_reason", "message", "last_analysis", "controller", "created_at",
                   "updated_at", "finished_at", "created_by"]
         read_only_fields = fields
+
+    def get_controls(self, obj) -> list[str]:
+        return sorted(allowed_controls(obj.phase, obj.kind))
 
     def get_weight(self, obj) -> int | None:
         steps = obj.strategy.get("steps") or []

@@ -14,7 +14,7 @@ from django.utils.safestring import mark_safe
 from controlplane.errors import MlcpError
 from registry import services as registry
 from rollouts import services
-from rollouts.choices import ACTIVE, TERMINAL, TRANSITIONS, Phase, RolloutKind
+from rollouts.choices import ACTIVE, TERMINAL, Control, RolloutKind, allowed_controls
 from rollouts.liveness import controller_liveness
 from rollouts.models import AnalysisRun, Rollout
 from rollouts.ui import charts
@@ -90,6 +90,7 @@ def rollout_page(pk, *, now=None) -> dict:
     last = runs[-1] if runs else None
     failing = [t for t in ticks if t["verdict"] == "fail"]
     active = rollout.phase in ACTIVE
+    controls = allowed_controls(rollout.phase, rollout.kind)
     return {
         "rollout": rollout,
         "model": rollout.model,
@@ -105,9 +106,9 @@ def rollout_page(pk, *, now=None) -> dict:
         "last_run": last,
         "last_checks": _checks(last.evidence) if last else [],
         "last_queries": _queries(last.evidence) if last else [],
-        "can_pause": Phase.PAUSED in TRANSITIONS[rollout.phase],
-        "can_resume": rollout.phase == Phase.PAUSED,
-        "can_abort": active and rollout.phase not in (Phase.PROMOTING, Phase.ROLLING_BACK),
+        "can_pause": Control.PAUSE in controls,
+        "can_resume": Control.RESUME in controls,
+        "can_abort": Control.ABORT in controls,
         "is_rollback": rollout.kind == RolloutKind.ROLLBACK,
         "controller_warning": _controller_warning(active, now),
     }

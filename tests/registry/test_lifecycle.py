@@ -4,7 +4,7 @@ import pytest
 
 from controlplane.errors import IllegalTransition
 from registry import services
-from registry.choices import TRANSITIONS, VersionStatus
+from registry.choices import CONTROL_TARGETS, CONTROLS, TRANSITIONS, VersionControl, VersionStatus
 from registry.models import AuditEvent, ModelVersion
 from tests.factories import tiny_onnx, upload
 
@@ -82,3 +82,32 @@ def test_gates_can_be_requested_again_only_for_a_registered_version(version, ci)
     response = ci.post("/api/v1/models/resnet/versions/1/gates/run")
     assert response.status_code == 409
     assert response.json()["code"] == "illegal_transition"
+
+
+# ------------------------------------------------------------------ controls
+
+def test_every_control_a_status_accepts_is_a_move_in_the_transitions_table():
+    assert set(CONTROLS) == set(S.values)
+    for status, controls in CONTROLS.items():
+        for control in controls:
+            assert CONTROL_TARGETS[control] in TRANSITIONS[status], (status, control)
+
+
+def test_only_a_version_awaiting_approval_can_be_approved_by_hand():
+    assert [status for status, controls in CONTROLS.items() if VersionControl.APPROVE in controls] == \
+        [S.AWAITING_APPROVAL]
+
+
+def test_a_refused_control_names_the_statuses_that_accept_it_and_changes_nothing(version):
+    with pytest.raises(IllegalTransition) as caught:
+        services.approve_version(version, actor="test", reason="looks fine")
+    assert caught.value.detail == ("resnet:1 is registered; only a version that is awaiting approval can be "
+                                   "approved")
+    assert caught.value.context["control"] == "approve"
+    assert ModelVersion.objects.get(pk=version.pk).status == S.REGISTERED
+
+
+def test_the_api_lists_the_controls_a_version_accepts_now(ci, version):
+    assert ci.get("/api/v1/models/resnet/versions/1/").json()["controls"] == ["regate"]
+    _walk(version, S.GATING, S.AWAITING_APPROVAL)
+    assert ci.get("/api/v1/models/resnet/versions/1/").json()["controls"] == ["approve", "reject"]

@@ -191,7 +191,7 @@ def test_approving_a_version_that_is_not_awaiting_approval_is_a_message_not_a_50
     _walk(version, S.GATING)
     response = approver_ui.post(VERSION_URL + "approve", {"reason": "hurry"}, follow=True)
     assert response.status_code == 200
-    assert b"Not approved: resnet:1 is gating; only a version awaiting approval can be approved" in response.content
+    assert b"Not approved: resnet:1 is gating; only a version that is awaiting approval can be approved" in response.content
     assert _status(version) == S.GATING
 
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Literal
+from typing import Any
 
-Verdict = Literal["pass", "fail", "error"]
-VERDICTS: tuple[str, ...] = ("pass", "fail", "error")
+from registry.gate_verdicts import OUTCOMES, GateVerdict
 
 
 @dataclasses.dataclass
@@ -30,7 +29,7 @@ class GateOutcome:
     """
 
     gate: str
-    verdict: Verdict
+    verdict: GateVerdict
     summary: str
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
     evidence: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -39,12 +38,13 @@ class GateOutcome:
     isolation: str = ""
 
     def __post_init__(self):
-        if self.verdict not in VERDICTS:
-            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+        if self.verdict not in OUTCOMES:
+            raise ValueError(f"verdict must be one of {OUTCOMES}, got {self.verdict!r}")
+        self.verdict = GateVerdict(self.verdict)
 
     @property
     def passed(self) -> bool:
-        return self.verdict == "pass"
+        return self.verdict == GateVerdict.PASS
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy, for storage and the API."""
@@ -53,7 +53,7 @@ class GateOutcome:
     @classmethod
     def error(cls, gate: str, summary: str, **evidence: Any) -> GateOutcome:
         """The outcome of a gate that could not measure the model at all."""
-        return cls(gate=gate, verdict="error", summary=summary, evidence=evidence)
+        return cls(gate=gate, verdict=GateVerdict.ERROR, summary=summary, evidence=evidence)
 
     @classmethod
     def from_sandbox(cls, gate: str, answer: Any) -> GateOutcome:
@@ -62,7 +62,7 @@ class GateOutcome:
         The job ran next to a hostile model, so its answer is data to validate:
         unknown keys are dropped, text is cut short, numbers must be numbers.
         """
-        if not isinstance(answer, dict) or answer.get("verdict") not in VERDICTS:
+        if not isinstance(answer, dict) or answer.get("verdict") not in OUTCOMES:
             return cls.error(gate, f"{gate} answered without a verdict", code="sandbox_bad_result")
         evidence = answer.get("evidence") if isinstance(answer.get("evidence"), dict) else {}
         if not shallow_json(evidence):

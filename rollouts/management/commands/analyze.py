@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from controlplane.errors import MlcpError
 from registry import services as registry
 from rollouts import services
-from rollouts.api.views import parse_instant
+from rollouts.instants import parse_instant
 
 
 class Command(BaseCommand):
