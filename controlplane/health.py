@@ -50,5 +50,4 @@ def _database() -> None:
 
 
 def _artifact_store() -> None:
-    # The store's own staging path: what an upload does first, then undone.
-    default_store().stage().discard()
+    default_store().check_writable()

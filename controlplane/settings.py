@@ -9,6 +9,7 @@ import importlib.util
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from controlplane.env import env_bool, env_int, env_list, env_str
 
@@ -38,6 +39,8 @@ INSTALLED_APPS = [
     "controlplane",
     "registry",
     "rollouts",
+    "oncall",
+    "ui",
 ]
 # `manage.py demo` is the development-only `devtools` app: listed where a checkout has it, never installed.
 try:
@@ -95,7 +98,8 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
+# The image collects static files at build time into MLCP_STATIC_ROOT (the data volume starts empty).
+STATIC_ROOT = Path(env_str("MLCP_STATIC_ROOT", str(DATA_DIR / "static"))).resolve()
 LOGIN_URL = "/accounts/login/"
 
 REST_FRAMEWORK = {
@@ -125,13 +129,26 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Every operation documents the common error body for its 4xx (controlplane.api.document_errors).
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "controlplane.api.document_errors"],
+    # Several choice fields are named `status`; each set gets a name that says whose it is.
+    "ENUM_NAME_OVERRIDES": {
+        "VersionStatusEnum": "registry.choices.VersionStatus",
+        "AlertStatusEnum": "oncall.alertmanager.STATUSES",
+    },
 }
 
 # Uploads stream through registry.upload.BlobUploadHandler; nothing is kept in memory.
 FILE_UPLOAD_HANDLERS = ["registry.upload.BlobUploadHandler"]
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 MLCP_MAX_UPLOAD_BYTES = env_int("MLCP_MAX_UPLOAD_BYTES", 4 * 1024**3)
-MLCP_ARTIFACT_DIR = Path(env_str("MLCP_ARTIFACT_DIR", str(DATA_DIR / "artifacts"))).resolve()
+# Where artifact blobs live: `s3://bucket/prefix` (endpoint, region and credentials from the usual AWS
+# variables, see registry/storage_s3.py), or a directory; unset, MLCP_ARTIFACT_DIR (DATA_DIR/artifacts).
+_artifact_store = env_str("MLCP_ARTIFACT_STORE", "").strip()
+if "://" in _artifact_store and not _artifact_store.startswith("s3://"):
+    raise ImproperlyConfigured(f"MLCP_ARTIFACT_STORE must be s3://bucket/prefix or a directory, "
+                               f"got {_artifact_store!r}")
+MLCP_ARTIFACT_STORE = _artifact_store if _artifact_store.startswith("s3://") else ""
+MLCP_ARTIFACT_DIR = Path((None if MLCP_ARTIFACT_STORE else _artifact_store)
+                         or env_str("MLCP_ARTIFACT_DIR", str(DATA_DIR / "artifacts"))).resolve()
 
 # Signing: the registry's private key (PEM, EC P-256/P-384). A development key
 # is generated under DATA_DIR when none is configured, with a loud warning.
@@ -188,6 +205,12 @@ MLCP_WEBHOOK_SECRET = env_str("MLCP_WEBHOOK_SECRET")
 # Webhook URLs resolving to loopback, private, link-local (cloud metadata) and other non-public addresses are
 # refused, except in these networks (CIDRs, comma-separated; e.g. an in-cluster receiver's 10.0.0.0/8).
 MLCP_WEBHOOK_ALLOW_PRIVATE = env_list("MLCP_WEBHOOK_ALLOW_PRIVATE", [])
+# The notification outbox (rollouts/outbox.py): attempts before a notification is dead-lettered, the first retry's
+# delay doubling up to the cap (with jitter), and how long a sender holds a claimed one before another may retry it.
+MLCP_WEBHOOK_MAX_ATTEMPTS = env_int("MLCP_WEBHOOK_MAX_ATTEMPTS", 12)
+MLCP_WEBHOOK_RETRY_BASE_S = env_int("MLCP_WEBHOOK_RETRY_BASE_S", 10)
+MLCP_WEBHOOK_RETRY_CAP_S = env_int("MLCP_WEBHOOK_RETRY_CAP_S", 3600)
+MLCP_WEBHOOK_LEASE_S = env_int("MLCP_WEBHOOK_LEASE_S", 60)
 
 # The gate sandbox (workers/sandbox): where uploaded models are parsed, converted and run.
 # "auto" takes the strongest isolation that works here (bubblewrap, setuid, scrubbed).

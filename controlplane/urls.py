@@ -9,6 +9,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from controlplane import health, metrics
+from oncall.api import views as oncall_views
 from registry.api import views as registry_views
 from rollouts.api import views as rollout_views
 
@@ -29,6 +30,9 @@ api_v1 = [
     re_path(r"^models/(?P<name>[a-z0-9-]+)/rollback/?$", rollout_views.RollbackView.as_view(), name="rollback"),
     re_path(r"^models/(?P<name>[a-z0-9-]+)/analysis/?$", rollout_views.AnalysisReplayView.as_view(),
             name="analysis"),
+    re_path(r"^models/(?P<name>[a-z0-9-]+)/runbook-policy/?$", oncall_views.RunbookPolicyView.as_view(),
+            name="runbook-policy"),
+    re_path(r"^alerts/alertmanager/?$", oncall_views.AlertmanagerReceiverView.as_view(), name="alertmanager"),
     path("signing-keys/", registry_views.SigningKeysView.as_view(), name="signing-keys"),
 ]
 
@@ -40,6 +44,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
+    path("", include("ui.urls")),
     path("rollouts/", include("rollouts.ui.urls")),
     path("", include("registry.ui.urls")),
 ]

@@ -6,7 +6,6 @@ the controller set. Shared by `manage.py demo` and tests/rollouts/test_live_roll
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,7 +87,9 @@ def serve_version(version, directory: Path, track: str, *, fault_error_rate: flo
     folder = Path(directory) / f"{version.model.name}-{version.number}-{track}"
     folder.mkdir(parents=True, exist_ok=True)
     artifact, bundle, key = folder / "model.onnx", folder / "model.sig", folder / "registry.pub"
-    shutil.copyfile(default_store().path_for(version.digest), artifact)
+    with open(artifact, "wb") as fh:  # verified on the way, from whichever store holds it
+        for chunk in default_store().iter_verified(version.digest):
+            fh.write(chunk)
     bundle.write_text(version.signature_bundle)
     key.write_text(signing.active_public_key().pem)
     extra = ["--digest", version.digest, "--fault-seed", str(seed)]

@@ -120,11 +120,13 @@ def ingest_version(model: RegisteredModel, staged: StagedBlob, artifact_name: st
 
 def _inspect_artifact(staged: StagedBlob, artifact_format: str) -> dict:
     if artifact_format == ArtifactFormat.ONNX:
-        with open(staged.path, "rb") as fh:
+        with staged.open() as fh:
             return read_onnx_signature(fh, staged.size)
     if artifact_format == ArtifactFormat.TORCH_EXPORT:
         # A torch.export archive is a zip; its graph is read when the validation gate converts it.
-        if not zipfile.is_zipfile(staged.path):
+        with staged.open() as fh:
+            is_zip = zipfile.is_zipfile(fh)
+        if not is_zip:
             raise InvalidInput("a .pt2 artifact must be a torch.export archive (a zip file)",
                                code="malformed_artifact")
         return {"inputs": [], "outputs": [], "note": "signature read when converted to ONNX by the validation gate"}
@@ -393,7 +395,7 @@ def register_golden_set(model: RegisteredModel, staged: StagedBlob, *, actor, de
         if make_default and _person(actor) is not None:  # a system actor's setup (the demo) has nobody to ask
             _require_reason(reason, "making a golden set the default")
         digest = staged.digest or staged.finish()
-        with open(staged.path, "rb") as fh:
+        with staged.open() as fh:
             summary = describe_golden_set(fh)
         bundle = signing.sign_digest(digest, f"{model.name}-golden.npz")
         staged.commit()

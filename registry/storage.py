@@ -1,8 +1,9 @@
-"""Content-addressed blob storage on a local filesystem.
+"""Content-addressed blob storage: one interface, a filesystem store and an S3 store behind it.
 
-Bytes are staged in a temporary file while they are hashed, fsynced, then
-renamed to `sha256/<ab>/<digest>`; the same bytes stored twice are kept once.
-Memory use is one chunk, whatever the size of the blob.
+Every store keeps a blob at `sha256/<ab>/<digest>`, hashes bytes while they
+are staged, makes them visible only when committed, keeps the same bytes once,
+and streams them back verified. `default_store()` picks the store that
+MLCP_ARTIFACT_STORE names; the S3 store lives in `registry.storage_s3`.
 """
 
 import errno
@@ -18,16 +19,24 @@ CHUNK_SIZE = 1024 * 1024
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
-class StagedBlob:
-    """A blob being written: hashed as it arrives, invisible until committed."""
+def blob_key(digest: str) -> str:
+    """Where a blob lives in every store, relative to its root: `sha256/<ab>/<digest>`."""
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise NotFound(f"{digest!r} is not a SHA-256 digest")
+    return f"sha256/{digest[:2]}/{digest}"
 
-    def __init__(self, store: "BlobStore", max_bytes: int | None):
-        self._store = store
+
+class StagedBlob:
+    """A blob being written: hashed as it arrives, invisible until committed.
+
+    Subclasses keep the bytes (`_keep`), make them readable (`finish`, `open`),
+    visible at their content address (`commit`) or gone (`discard`).
+    """
+
+    def __init__(self, max_bytes: int | None):
         self._max_bytes = max_bytes
         self._hash = hashlib.sha256()
         self.size = 0
-        self.path = store.staging_dir / f"upload-{secrets.token_hex(12)}"
-        self._file: BinaryIO | None = open(self.path, "xb")
         self.digest: str | None = None
         self.committed = False
 
@@ -39,64 +48,55 @@ class StagedBlob:
             )
         self._hash.update(chunk)
         try:
-            self._file.write(chunk)
-        except OSError as exc:
+            self._keep(chunk)
+        except BaseException:
             self.discard()
-            if exc.errno in _DISK_FULL:
-                raise StorageFull(
-                    "artifact storage is full; nothing was stored", stored_bytes=self.size
-                ) from exc
             raise
         self.size += len(chunk)
 
-    def finish(self) -> str:
-        """Flush and fsync the staged bytes; returns the SHA-256 hex digest."""
-        try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-        except OSError as exc:
-            self.discard()
-            if exc.errno in _DISK_FULL:
-                raise StorageFull("artifact storage is full; nothing was stored") from exc
-            raise
-        self.digest = self._hash.hexdigest()
-        return self.digest
+    def _keep(self, chunk: bytes) -> None:
+        raise NotImplementedError
 
-    def commit(self) -> Path:
-        """Move the finished blob to its content address (idempotent for duplicates)."""
-        if self.digest is None:
-            self.finish()
-        target = self._store.path_for(self.digest)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            os.unlink(self.path)
-        else:
-            os.replace(self.path, target)
-            _fsync_dir(target.parent)
-        self.committed = True
-        return target
+    def finish(self) -> str:
+        """Make the staged bytes durable and readable; returns the SHA-256 hex digest."""
+        raise NotImplementedError
+
+    def open(self) -> BinaryIO:
+        """The finished staged bytes, seekable (to inspect an artifact before it is committed)."""
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        """Make the finished blob visible at its content address (idempotent for duplicates)."""
+        raise NotImplementedError
 
     def discard(self) -> None:
-        if self._file is not None and not self._file.closed:
-            self._file.close()
-        if not self.committed:
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
+        """Remove whatever was staged; a no-op once committed."""
+        raise NotImplementedError
 
 
 class BlobStore:
-    """Blobs under `root/sha256/`, staging under `root/staging/`."""
+    """What every artifact store offers; streaming, hashing and verification are shared.
 
-    def __init__(self, root: Path):
-        self.root = Path(root)
-        self.staging_dir = self.root / "staging"
-        self.staging_dir.mkdir(parents=True, exist_ok=True)
+    A store provides `stage`, `exists`, `delete`, `open` (bytes from `start` on,
+    up to `end` inclusive where it can stop early) and `check_writable`.
+    """
 
     def stage(self, max_bytes: int | None = None) -> StagedBlob:
-        return StagedBlob(self, max_bytes)
+        raise NotImplementedError
+
+    def exists(self, digest: str) -> bool:
+        raise NotImplementedError
+
+    def delete(self, digest: str) -> None:
+        raise NotImplementedError
+
+    def open(self, digest: str, start: int = 0, end: int | None = None) -> BinaryIO:
+        """A stream of the blob's bytes from `start`; a missing blob raises NotFound now."""
+        raise NotImplementedError
+
+    def check_writable(self) -> None:
+        """Raise unless an upload could start now (the readiness probe)."""
+        raise NotImplementedError
 
     def put_bytes(self, data: bytes) -> str:
         staged = self.stage()
@@ -104,26 +104,6 @@ class BlobStore:
         staged.finish()
         staged.commit()
         return staged.digest
-
-    def path_for(self, digest: str) -> Path:
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise NotFound(f"{digest!r} is not a SHA-256 digest")
-        return self.root / "sha256" / digest[:2] / digest
-
-    def exists(self, digest: str) -> bool:
-        return self.path_for(digest).exists()
-
-    def open(self, digest: str) -> BinaryIO:
-        try:
-            return open(self.path_for(digest), "rb")
-        except FileNotFoundError:
-            raise NotFound(f"blob sha256:{digest} is missing from storage") from None
-
-    def delete(self, digest: str) -> None:
-        try:
-            os.unlink(self.path_for(digest))
-        except FileNotFoundError:
-            pass
 
     def hash_stored(self, digest: str) -> str:
         hasher = hashlib.sha256()
@@ -138,11 +118,7 @@ class BlobStore:
             data = fh.read()
         actual = hashlib.sha256(data).hexdigest()
         if actual != digest:
-            raise IntegrityFailure(
-                f"stored blob sha256:{digest} has been altered (it now hashes to sha256:{actual})",
-                expected=digest,
-                actual=actual,
-            )
+            raise _altered(digest, actual)
         return data
 
     def iter_verified(self, digest: str) -> Iterator[bytes]:
@@ -156,7 +132,111 @@ class BlobStore:
 
     def iter_range(self, digest: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Stream bytes [start, end] inclusive, one chunk at a time; a missing blob raises NotFound now."""
-        return _range_chunks(self.open(digest), start, end)
+        return _range_chunks(self.open(digest, start, end), start, end)
+
+
+# ------------------------------------------------------------- filesystem
+
+class FilesystemStagedBlob(StagedBlob):
+    """Staged in a temporary file under `root/staging/`, fsynced, then renamed into place."""
+
+    def __init__(self, store: "FilesystemStore", max_bytes: int | None):
+        super().__init__(max_bytes)
+        self._store = store
+        self.path = store.staging_dir / f"upload-{secrets.token_hex(12)}"
+        self._file: BinaryIO | None = open(self.path, "xb")
+
+    def _keep(self, chunk: bytes) -> None:
+        try:
+            self._file.write(chunk)
+        except OSError as exc:
+            if exc.errno in _DISK_FULL:
+                raise StorageFull(
+                    "artifact storage is full; nothing was stored", stored_bytes=self.size
+                ) from exc
+            raise
+
+    def finish(self) -> str:
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+        except OSError as exc:
+            self.discard()
+            if exc.errno in _DISK_FULL:
+                raise StorageFull("artifact storage is full; nothing was stored") from exc
+            raise
+        self.digest = self._hash.hexdigest()
+        return self.digest
+
+    def open(self) -> BinaryIO:
+        return open(self.path, "rb")
+
+    def commit(self) -> None:
+        if self.digest is None:
+            self.finish()
+        target = self._store.path_for(self.digest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            os.unlink(self.path)
+        else:
+            os.replace(self.path, target)
+            _fsync_dir(target.parent)
+        self.committed = True
+
+    def discard(self) -> None:
+        if self._file is not None and not self._file.closed:
+            self._file.close()
+        if not self.committed:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+
+class FilesystemStore(BlobStore):
+    """Blobs under `root/sha256/`, staging under `root/staging/`; memory use is one chunk per blob."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.staging_dir = self.root / "staging"
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+
+    def stage(self, max_bytes: int | None = None) -> FilesystemStagedBlob:
+        return FilesystemStagedBlob(self, max_bytes)
+
+    def path_for(self, digest: str) -> Path:
+        return self.root / blob_key(digest)
+
+    def exists(self, digest: str) -> bool:
+        return self.path_for(digest).exists()
+
+    def open(self, digest: str, start: int = 0, end: int | None = None) -> BinaryIO:
+        try:
+            fh = open(self.path_for(digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"blob sha256:{digest} is missing from storage") from None
+        if start:
+            fh.seek(start)
+        return fh
+
+    def delete(self, digest: str) -> None:
+        try:
+            os.unlink(self.path_for(digest))
+        except FileNotFoundError:
+            pass
+
+    def check_writable(self) -> None:
+        # The store's own staging path: what an upload does first, then undone.
+        self.stage().discard()
+
+
+def _altered(digest: str, actual: str) -> IntegrityFailure:
+    return IntegrityFailure(
+        f"stored blob sha256:{digest} has been altered (it now hashes to sha256:{actual})",
+        expected=digest,
+        actual=actual,
+    )
 
 
 def _verified_chunks(fh: BinaryIO, digest: str) -> Iterator[bytes]:
@@ -170,18 +250,14 @@ def _verified_chunks(fh: BinaryIO, digest: str) -> Iterator[bytes]:
             held = chunk
     actual = hasher.hexdigest()
     if actual != digest:
-        raise IntegrityFailure(
-            f"stored blob sha256:{digest} has been altered (it now hashes to sha256:{actual})",
-            expected=digest,
-            actual=actual,
-        )
+        raise _altered(digest, actual)
     if held:
         yield held
 
 
 def _range_chunks(fh: BinaryIO, start: int, end: int | None) -> Iterator[bytes]:
+    # `fh` is positioned at `start` already; a file would read past `end`, so count.
     with fh:
-        fh.seek(start)
         remaining = None if end is None else end - start + 1
         while remaining is None or remaining > 0:
             chunk = fh.read(CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining))
@@ -201,6 +277,11 @@ def _fsync_dir(path: Path) -> None:
 
 
 def default_store() -> BlobStore:
+    """The store MLCP_ARTIFACT_STORE names: an S3 bucket (`s3://bucket/prefix`), else MLCP_ARTIFACT_DIR."""
     from django.conf import settings
 
-    return BlobStore(settings.MLCP_ARTIFACT_DIR)
+    if settings.MLCP_ARTIFACT_STORE:
+        from registry.storage_s3 import S3Store
+
+        return S3Store.from_url(settings.MLCP_ARTIFACT_STORE)
+    return FilesystemStore(settings.MLCP_ARTIFACT_DIR)

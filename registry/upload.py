@@ -24,7 +24,7 @@ class StagedUpload(UploadedFile):
         """The whole part, for small parts such as a signature bundle."""
         if self.staged.size > limit:
             raise PayloadTooLarge(f"'{self.field_name}' is larger than {limit} bytes")
-        with open(self.staged.path, "rb") as fh:
+        with self.staged.open() as fh:
             return fh.read()
 
     def close(self):

@@ -5,22 +5,54 @@ import pytest
 from controlplane.roles import Role
 from registry.models import RegisteredModel
 from tests import factories
+from tests.support.artifacts import (AWS_VARIABLES_TO_DROP, FilesystemArea, S3Bucket, aws_environment,
+                                     moto_s3_server)
 from tests.support.servers import redis_server
 
 
+@pytest.fixture
+def artifact_store_kind(request):
+    """The store a test's blobs go to: the filesystem, unless `both_stores` parametrizes it
+    (tests/registry/conftest.py lets a run choose S3 for the registry suite)."""
+    return getattr(request, "param", "filesystem")
+
+
 @pytest.fixture(autouse=True)
-def isolated_artifacts(settings, tmp_path):
-    """Each test stores blobs in its own folder, so leftovers can be counted exactly."""
+def isolated_artifacts(request, settings, tmp_path, artifact_store_kind):
+    """Each test stores blobs in its own folder or S3 prefix, so leftovers can be counted exactly.
+
+    Yields the `ArtifactArea` (tests/support/artifacts.py) that lists, reads and alters them.
+    """
     settings.MLCP_ARTIFACT_DIR = tmp_path / "artifacts"
-    return settings.MLCP_ARTIFACT_DIR
+    if artifact_store_kind == "s3":
+        area = request.getfixturevalue("s3_artifact_bucket").area()
+        settings.MLCP_ARTIFACT_STORE = area.url
+        yield area
+        area.clear()  # moto keeps everything in memory for the session
+    else:
+        settings.MLCP_ARTIFACT_STORE = ""
+        yield FilesystemArea(settings.MLCP_ARTIFACT_DIR)
 
 
 @pytest.fixture
 def stored_files(isolated_artifacts):
-    """Lists every file under the artifact store (blobs and staging)."""
-    def _list():
-        return sorted(str(p.relative_to(isolated_artifacts)) for p in isolated_artifacts.rglob("*") if p.is_file())
-    return _list
+    """Lists everything in the artifact store (blobs, staging, S3 uploads in progress)."""
+    return isolated_artifacts.files
+
+
+@pytest.fixture(scope="session")
+def s3_artifact_bucket():
+    """A bucket on moto's S3 server for the session, with the AWS variables pointing at it."""
+    import boto3
+
+    with moto_s3_server() as endpoint, pytest.MonkeyPatch.context() as patch:
+        for name, value in aws_environment(endpoint).items():
+            patch.setenv(name, value)
+        for name in AWS_VARIABLES_TO_DROP:
+            patch.delenv(name, raising=False)
+        client = boto3.session.Session().client("s3")
+        client.create_bucket(Bucket="mlcp-test-artifacts")
+        yield S3Bucket(client, "mlcp-test-artifacts")
 
 
 @pytest.fixture

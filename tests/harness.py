@@ -2,7 +2,11 @@
 
 It starts a PostgreSQL cluster on loopback in a temporary directory, then
 runs pytest twice: on SQLite (the embedded default) and on that PostgreSQL.
-Redis, Prometheus and the Kubernetes emulator are started by fixtures.
+The registry suite stores artifacts on the filesystem in the SQLite pass and
+in S3 (moto's server on loopback) in the PostgreSQL pass, unless
+MLCP_TEST_ARTIFACT_STORE says otherwise; tests marked `both_stores` run on
+each in both. Redis, Prometheus, moto and the Kubernetes emulator are started
+by fixtures.
 """
 
 import argparse
@@ -72,16 +76,16 @@ def main() -> int:
     results = {}
     if args.db in ("sqlite", "both"):
         with tempfile.TemporaryDirectory(prefix="mlcp-test-") as data_dir:
-            env = dict(os.environ, MLCP_DATA_DIR=data_dir)
+            env = {"MLCP_TEST_ARTIFACT_STORE": "filesystem", **os.environ, "MLCP_DATA_DIR": data_dir}
             env.pop("DATABASE_URL", None)
-            print("==> test suite on SQLite", flush=True)
+            print("==> test suite on SQLite (registry artifacts on the filesystem)", flush=True)
             results["sqlite"] = _pytest(env, args.pytest_args)
     if args.db in ("postgres", "both"):
         with ThrowawayPostgres() as url, tempfile.TemporaryDirectory(prefix="mlcp-test-") as data_dir:
-            env = dict(os.environ, MLCP_DATA_DIR=data_dir, DATABASE_URL=url)
-            # The SQLite run covers the storage-bound slow tests; they do not depend on the database.
+            env = {"MLCP_TEST_ARTIFACT_STORE": "s3", **os.environ, "MLCP_DATA_DIR": data_dir, "DATABASE_URL": url}
+            # The SQLite run covers the storage-bound slow tests (on both stores); they do not depend on the database.
             extra = ["-m", "not slow"] if args.db == "both" else []
-            print("==> test suite on PostgreSQL", flush=True)
+            print("==> test suite on PostgreSQL (registry artifacts in S3 on moto's server)", flush=True)
             started = time.monotonic()
             results["postgres"] = _pytest(env, [*extra, *args.pytest_args])
             print(f"==> PostgreSQL run took {time.monotonic() - started:.0f}s", flush=True)

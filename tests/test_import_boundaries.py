@@ -11,7 +11,7 @@ import pytest
 from tests.support.blocked_imports import DEV_ONLY, ROOT, blocked_env, run_python
 
 # The packages `pip install .` installs (pyproject.toml's packages.find).
-PRODUCTION = ("controlplane", "registry", "workers", "rollouts", "k8s", "serving", "cli")
+PRODUCTION = ("controlplane", "registry", "workers", "rollouts", "oncall", "ui", "k8s", "serving", "cli")
 NEVER_IN_PRODUCTION = {"devtools", "tests", "kmock", "sklearn"}
 # A serving pod runs `mlcp serve`: the server and the CLI stand apart from the control plane.
 STANDALONE = {"serving": {"serving"}, "cli": {"cli", "serving"}}

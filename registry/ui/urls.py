@@ -1,11 +1,10 @@
-"""Web UI routes, mounted at the site root; login and logout use Django's auth views."""
+"""The registry's web UI pages, mounted at the site root (sign-in and out are the shell's: `ui.urls`)."""
 
-from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from registry.ui import views
 
-app_name = "ui"
+app_name = "registry_ui"
 
 urlpatterns = [
     path("", views.model_list, name="models"),
@@ -13,7 +12,4 @@ urlpatterns = [
     path("models/<slug:name>/versions/<int:number>/", views.version_detail, name="version"),
     path("models/<slug:name>/versions/<int:number>/approve", views.approve, name="approve"),
     path("models/<slug:name>/versions/<int:number>/reject", views.reject, name="reject"),
-    path("accounts/login/", auth_views.LoginView.as_view(template_name="registry/ui/login.html",
-                                                         next_page="ui:models"), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(next_page="ui:login"), name="logout"),
 ]

@@ -8,26 +8,15 @@ Each column is coloured by that tick's verdict (with a glyph, not colour
 alone), so a reader sees when the rollout went wrong and which check said so.
 
 Input is what `rollouts.ui.pages.analysis_ticks` reads out of stored
-`AnalysisRun` rows; every text goes through `_esc`, numbers through `_num`.
+`AnalysisRun` rows; every text goes through `draw.esc`, numbers through `_num`.
 """
 
 from __future__ import annotations
 
 import math
 
-from registry.ui.charts import (
-    BAD,
-    BAD_BG,
-    GOOD,
-    GRID,
-    INK,
-    MUTED,
-    _esc,
-    _ms,
-    _nice_ceiling,
-    _svg,
-    _text,
-)
+from ui import svg as draw
+from ui.svg import BAD, BAD_BG, GOOD, GRID, INK, MUTED
 
 CANARY, STABLE = "#2f6fb0", "#7b8794"
 PAIR_COLORS = ("#c05621", "#6b46c1", "#2c7a7b", "#975a16")
@@ -73,7 +62,7 @@ def analysis_history_chart(ticks: list[dict], *, steps: list[dict] | None = None
     (names of failed checks). `steps` gives each step's weight for the labels.
     """
     if not ticks:
-        return _svg(360, 40, "No analysis has run yet", [_text(8, 24, "no analysis has run yet", fill=MUTED)])
+        return draw.document(360, 40, "No analysis has run yet", [draw.text(8, 24, "no analysis has run yet", fill=MUTED)])
     n = len(ticks)
     plot_w = WIDTH - LEFT - RIGHT
     col = plot_w / n
@@ -90,13 +79,13 @@ def analysis_history_chart(ticks: list[dict], *, steps: list[dict] | None = None
         ("Canary vs stable errors: Bayes factor (log scale)", _bayes_panel),
         ("p95 latency, canary vs stable (ms)", _latency_panel),
     ]
-    for index, (title, draw) in enumerate(panels):
+    for index, (title, draw_panel) in enumerate(panels):
         top = TOP + index * (PANEL_H + PANEL_GAP)
-        body.append(_text(LEFT, top - 8, title, size=12, weight="bold"))
+        body.append(draw.text(LEFT, top - 8, title, size=12, weight="bold"))
         body.append(f'<rect x="{LEFT}" y="{top}" width="{plot_w}" height="{PANEL_H}" fill="none" stroke="{GRID}"/>')
-        body += draw(ticks, top, cx, col)
+        body += draw_panel(ticks, top, cx, col)
     body += _x_labels(ticks, cx, col, bottom)
-    return _svg(WIDTH, height, "Analysis history: burn rate, Bayes factor and p95 per analysis tick", body)
+    return draw.document(WIDTH, height, "Analysis history: burn rate, Bayes factor and p95 per analysis tick", body)
 
 
 # ------------------------------------------------------------- chrome
@@ -107,9 +96,9 @@ def _legend_row(ticks) -> list[str]:
     for verdict, (color, _, glyph) in VERDICT_STYLE.items():
         label = f"{glyph} {verdict} ({counts[verdict]})"
         out.append(f'<rect x="{x}" y="5" width="12" height="12" fill="{color}"/>')
-        out.append(_text(x + 16, 15, label, size=11, fill=MUTED))
+        out.append(draw.text(x + 16, 15, label, size=11, fill=MUTED))
         x += 34 + 7 * len(label)
-    out.append(_text(WIDTH - 8, 15, f"{len(ticks)} analysis tick{'s' if len(ticks) != 1 else ''}, oldest first",
+    out.append(draw.text(WIDTH - 8, 15, f"{len(ticks)} analysis tick{'s' if len(ticks) != 1 else ''}, oldest first",
                      anchor="end", size=11, fill=MUTED))
     return out
 
@@ -125,15 +114,15 @@ def _columns(ticks, col, cx, bottom, steps) -> list[str]:
         color, background, glyph = VERDICT_STYLE.get(verdict, _UNKNOWN_STYLE)
         x0 = LEFT + col * i
         tip = f"{tick.get('at', '')} · step {tick.get('step', '?')} · {verdict}: {tick.get('reason', '')}"
-        out.append(f'<g class="tick v-{_esc(verdict)}" data-verdict="{_esc(verdict)}" data-at="{_esc(tick.get("at", ""))}">'
-                   f"<title>{_esc(tip)}</title>")
+        out.append(f'<g class="tick v-{draw.esc(verdict)}" data-verdict="{draw.esc(verdict)}" data-at="{draw.esc(tick.get("at", ""))}">'
+                   f"<title>{draw.esc(tip)}</title>")
         if background:
             out.append(f'<rect x="{x0:.1f}" y="{TOP}" width="{col:.1f}" height="{bottom - TOP:.1f}" '
                        f'fill="{background}" opacity="0.8"/>')
         out.append(f'<rect class="verdict-cell" x="{x0 + 0.5:.1f}" y="{strip_y}" width="{max(col - 1, 1):.1f}" '
                    f'height="14" fill="{color}"/>')
         if col >= 12:
-            out.append(_text(cx(i), strip_y + 11, glyph, anchor="middle", size=10, fill="#ffffff", weight="bold"))
+            out.append(draw.text(cx(i), strip_y + 11, glyph, anchor="middle", size=10, fill="#ffffff", weight="bold"))
         out.append("</g>")
         if verdict == "fail":
             out.append(f'<line class="fail-mark" x1="{cx(i):.1f}" y1="{strip_y + 14}" x2="{cx(i):.1f}" y2="{bottom}" '
@@ -148,7 +137,7 @@ def _columns(ticks, col, cx, bottom, steps) -> list[str]:
             label = f"step {step}" + (f" · {weight}%" if weight is not None else "")
             if span[i] < 7 * len(label):
                 label = str(step) if span[i] >= 12 else ""
-            out.append(_text(x + 3, strip_y - 4, label, size=10, fill=INK, weight="bold"))
+            out.append(draw.text(x + 3, strip_y - 4, label, size=10, fill=INK, weight="bold"))
             previous_step = step
     return out
 
@@ -169,7 +158,7 @@ def _x_labels(ticks, cx, col, bottom) -> list[str]:
             continue
         if must and x - last_x < 52 and out:
             out.pop()  # the last label and a failing tick win over an ordinary one
-        out.append(_text(x, bottom + 16, tick.get("at", ""), anchor="middle", size=10,
+        out.append(draw.text(x, bottom + 16, tick.get("at", ""), anchor="middle", size=10,
                          fill=BAD if tick.get("verdict") == "fail" else MUTED,
                          weight="bold" if tick.get("verdict") == "fail" else "normal"))
         last_x = x
@@ -182,7 +171,7 @@ def _threshold_line(y, top, label, color, dash="6 4", label_y=None) -> list[str]
     line = (f'<line class="threshold" x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}" stroke="{color}" '
             f'stroke-width="1.5" stroke-dasharray="{dash}"/>')
     return [line,
-            _text(WIDTH - RIGHT + 6, label_y + 4, label, size=11, fill=color, weight="bold")]
+            draw.text(WIDTH - RIGHT + 6, label_y + 4, label, size=11, fill=color, weight="bold")]
 
 
 def _series(points, color, *, hollow=False, dash=None, name="") -> list[str]:
@@ -204,12 +193,12 @@ def _series(points, color, *, hollow=False, dash=None, name="") -> list[str]:
         x, y, clipped, tip = point
         run.append((x, y))
         if clipped:
-            marks.append(f'<g class="point clipped" data-series="{_esc(name)}"><title>{_esc(tip)}</title>'
+            marks.append(f'<g class="point clipped" data-series="{draw.esc(name)}"><title>{draw.esc(tip)}</title>'
                          f'<path d="M{x - 4:.1f},{y + 3:.1f} L{x + 4:.1f},{y + 3:.1f} L{x:.1f},{y - 4:.1f} Z" '
                          f'fill="{color}"/></g>')
         else:
             fill = "#ffffff" if hollow else color
-            marks.append(f'<g class="point" data-series="{_esc(name)}"><title>{_esc(tip)}</title>'
+            marks.append(f'<g class="point" data-series="{draw.esc(name)}"><title>{draw.esc(tip)}</title>'
                          f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{fill}" stroke="{color}" '
                          f'stroke-width="1.5"/></g>')
     flush()
@@ -223,7 +212,7 @@ def _linear_axis(top, values, guides):
     shown = [v for v in values if v is not None]
     if cap is not None:
         shown = [min(v, cap) for v in shown]
-    hi = _nice_ceiling(max(shown + [g * 1.25 for g in guides] + [1e-9]) * 1.08)
+    hi = draw.nice_ceiling(max(shown + [g * 1.25 for g in guides] + [1e-9]) * 1.08)
 
     def y(v):
         return top + PANEL_H * (1 - max(0.0, min(1.0, v / hi)))
@@ -235,7 +224,7 @@ def _grid(top, ticks, y, fmt) -> list[str]:
     out = []
     for t in ticks:
         out.append(f'<line x1="{LEFT}" y1="{y(t):.1f}" x2="{WIDTH - RIGHT}" y2="{y(t):.1f}" stroke="{GRID}"/>')
-        out.append(_text(LEFT - 6, y(t) + 4, fmt(t), anchor="end", size=10, fill=MUTED))
+        out.append(draw.text(LEFT - 6, y(t) + 4, fmt(t), anchor="end", size=10, fill=MUTED))
     return out
 
 
@@ -244,7 +233,7 @@ def _grid(top, ticks, y, fmt) -> list[str]:
 def _burn_panel(ticks, top, cx, col) -> list[str]:
     n_pairs = max((len(t.get("pairs") or []) for t in ticks), default=0)
     if n_pairs == 0:
-        return [_text(LEFT + 10, top + PANEL_H / 2, "no burn-rate data in these analyses", fill=MUTED)]
+        return [draw.text(LEFT + 10, top + PANEL_H / 2, "no burn-rate data in these analyses", fill=MUTED)]
     values, thresholds = [], []
     for t in ticks:
         for p in t.get("pairs") or []:
@@ -332,27 +321,27 @@ def _latency_panel(ticks, top, cx, col) -> list[str]:
     threshold = next((_num(t.get("latency_threshold_ms")) for t in reversed(ticks)
                       if _num(t.get("latency_threshold_ms"))), None)
     if not any(v is not None for v in canary + stable):
-        out = [_text(LEFT + 10, top + PANEL_H / 2, "no latency data in these analyses", fill=MUTED)]
+        out = [draw.text(LEFT + 10, top + PANEL_H / 2, "no latency data in these analyses", fill=MUTED)]
         return out
     y, hi, grid = _linear_axis(top, canary + stable, [threshold])
-    out = _grid(top, grid, y, lambda v: f"{_ms(v)}" if v else "0")
+    out = _grid(top, grid, y, lambda v: f"{draw.ms(v)}" if v else "0")
     if threshold is not None:
-        out += _threshold_line(y(threshold), top, f"SLO p95 {_ms(threshold)} ms", BAD)
+        out += _threshold_line(y(threshold), top, f"SLO p95 {draw.ms(threshold)} ms", BAD)
     for name, values, color, hollow in (("stable", stable, STABLE, True), ("canary", canary, CANARY, False)):
         points = []
         for i, (t, v) in enumerate(zip(ticks, values)):
             if v is None:
                 points.append(None)
                 continue
-            points.append((cx(i), y(min(v, hi)), v > hi, f"{t.get('at', '')}: {name} p95 {_ms(v)} ms"))
+            points.append((cx(i), y(min(v, hi)), v > hi, f"{t.get('at', '')}: {name} p95 {draw.ms(v)} ms"))
         out += _series(points, color, hollow=hollow, name=f"p95-{name}")
     x = WIDTH - RIGHT - 110
     out += [f'<circle cx="{x}" cy="{top - 12}" r="3" fill="{CANARY}"/>',
-            _text(x + 7, top - 8, "canary", size=10, fill=MUTED),
+            draw.text(x + 7, top - 8, "canary", size=10, fill=MUTED),
             f'<circle cx="{x + 58}" cy="{top - 12}" r="3" fill="#ffffff" stroke="{STABLE}" stroke-width="1.5"/>',
-            _text(x + 65, top - 8, "stable", size=10, fill=MUTED)]
+            draw.text(x + 65, top - 8, "stable", size=10, fill=MUTED)]
     return out
 
 
 def _note(top, text) -> str:
-    return _text(WIDTH - RIGHT, top - 8, text, anchor="end", size=10, fill=MUTED)
+    return draw.text(WIDTH - RIGHT, top - 8, text, anchor="end", size=10, fill=MUTED)

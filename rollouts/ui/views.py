@@ -1,4 +1,4 @@
-"""Rollout web UI views: authorize (the registry UI's `requires`), call one function, render or redirect.
+"""Rollout web UI views: authorize (`ui.access.requires`), call one function, render or redirect.
 
 Viewers read; pause, resume, abort and rollback need the `oncall` role (admins
 have every role). Domain errors become messages on the page, never a 500.
@@ -9,33 +9,29 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from controlplane.errors import MlcpError
-from controlplane.roles import Role, has_role, roles_of
+from controlplane.roles import Role
 from registry import services as registry
-from registry.ui.views import requires
 from rollouts import services
 from rollouts.ui import pages
-
-
-def _context(request, page: dict) -> dict:
-    return page | {"roles": sorted(roles_of(request.user)), "is_oncall": has_role(request.user, Role.ONCALL)}
+from ui.access import page_context, requires
 
 
 @require_GET
 @requires(Role.VIEWER)
 def rollout_list(request):
-    return render(request, "rollouts/ui/rollout_list.html", _context(request, pages.rollouts_overview()))
+    return render(request, "rollouts/ui/rollout_list.html", page_context(request, pages.rollouts_overview()))
 
 
 @require_GET
 @requires(Role.VIEWER)
 def model_rollouts(request, name):
-    return render(request, "rollouts/ui/model_rollouts.html", _context(request, pages.model_rollouts_page(name)))
+    return render(request, "rollouts/ui/model_rollouts.html", page_context(request, pages.model_rollouts_page(name)))
 
 
 @require_GET
 @requires(Role.VIEWER)
 def rollout_detail(request, pk):
-    return render(request, "rollouts/ui/rollout_detail.html", _context(request, pages.rollout_page(pk)))
+    return render(request, "rollouts/ui/rollout_detail.html", page_context(request, pages.rollout_page(pk)))
 
 
 @require_POST

@@ -14,8 +14,9 @@ from registry.models import AuditEvent, Blob
 from registry.storage import CHUNK_SIZE, default_store
 from registry.tasks import verify_blobs
 from tests.factories import tiny_onnx, upload, write_large_onnx
+from tests.support.artifacts import both_stores
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, both_stores]
 
 
 @pytest.fixture
@@ -24,11 +25,14 @@ def version(ci, resnet):
     return upload(ci, "resnet", data).json() | {"bytes": data}
 
 
-def _flip_one_byte(digest: str) -> None:
-    path = default_store().path_for(digest)
-    raw = bytearray(path.read_bytes())
-    raw[len(raw) // 2] ^= 0x01
-    path.write_bytes(bytes(raw))
+@pytest.fixture
+def flip_one_byte(isolated_artifacts):
+    """Alters one stored byte behind the registry's back, in whichever store holds the blob."""
+    def flip(digest: str) -> None:
+        raw = bytearray(isolated_artifacts.read(digest))
+        raw[len(raw) // 2] ^= 0x01
+        isolated_artifacts.overwrite(digest, bytes(raw))
+    return flip
 
 
 def test_download_streams_the_bytes_with_their_digest(viewer, version):
@@ -77,8 +81,8 @@ def _received_until_failure(response) -> tuple[bytes, IntegrityFailure | None]:
     return bytes(received), None
 
 
-def test_full_download_of_altered_bytes_fails_short_and_marks_the_blob(viewer, version):
-    _flip_one_byte(version["digest"])
+def test_full_download_of_altered_bytes_fails_short_and_marks_the_blob(flip_one_byte, viewer, version):
+    flip_one_byte(version["digest"])
     response = viewer.get("/api/v1/models/resnet/versions/1/artifact")
     received, failure = _received_until_failure(response)
     assert failure is not None and failure.code == "integrity_failure"
@@ -88,19 +92,20 @@ def test_full_download_of_altered_bytes_fails_short_and_marks_the_blob(viewer, v
     assert event.detail["digest"] == version["digest"] and event.detail["versions"] == ["resnet:1"]
 
 
-def test_multi_chunk_download_of_altered_bytes_withholds_the_last_chunk(viewer, ci, resnet, tmp_path):
+def test_multi_chunk_download_of_altered_bytes_withholds_the_last_chunk(flip_one_byte, viewer, ci, resnet,
+                                                                        tmp_path):
     source = tmp_path / "three-chunks.onnx"
     write_large_onnx(source, 3 * CHUNK_SIZE)
     data = source.read_bytes()
     assert upload(ci, "resnet", data).status_code == 201
-    _flip_one_byte(hashlib.sha256(data).hexdigest())
+    flip_one_byte(hashlib.sha256(data).hexdigest())
     received, failure = _received_until_failure(viewer.get("/api/v1/models/resnet/versions/1/artifact"))
     assert failure is not None
     assert 0 < len(received) < len(data)
 
 
-def test_tampered_blob_is_refused_on_download_naming_version_and_digest(viewer, version):
-    _flip_one_byte(version["digest"])
+def test_tampered_blob_is_refused_on_download_naming_version_and_digest(flip_one_byte, viewer, version):
+    flip_one_byte(version["digest"])
     _received_until_failure(viewer.get("/api/v1/models/resnet/versions/1/artifact"))
     response = viewer.get("/api/v1/models/resnet/versions/1/artifact")
     assert response.status_code == 409
@@ -109,17 +114,18 @@ def test_tampered_blob_is_refused_on_download_naming_version_and_digest(viewer, 
     assert "resnet:1" in body["detail"] and version["digest"] in body["detail"]
 
 
-def test_range_on_altered_bytes_without_a_recent_verification_rehashes_and_refuses(viewer, version):
-    _flip_one_byte(version["digest"])
+def test_range_on_altered_bytes_without_a_recent_verification_rehashes_and_refuses(flip_one_byte, viewer, version):
+    flip_one_byte(version["digest"])
     response = viewer.get("/api/v1/models/resnet/versions/1/artifact", HTTP_RANGE="bytes=0-0")
     assert response.status_code == 409
     assert response.json()["code"] == "artifact_tampered"
     assert Blob.objects.get(pk=version["digest"]).is_tampered
 
 
-def test_verifyblobs_catches_tampering_that_a_recent_verification_hides_then_range_is_refused(viewer, version):
+def test_verifyblobs_catches_tampering_that_a_recent_verification_hides_then_range_is_refused(flip_one_byte, viewer,
+                                                                                              version):
     Blob.objects.filter(pk=version["digest"]).update(verified_at=timezone.now())
-    _flip_one_byte(version["digest"])
+    flip_one_byte(version["digest"])
     assert viewer.get("/api/v1/models/resnet/versions/1/artifact", HTTP_RANGE="bytes=0-0").status_code == 206
     out, err = io.StringIO(), io.StringIO()
     with pytest.raises(CommandError, match="1 tampered"):
@@ -137,9 +143,9 @@ def test_verifyblobs_passes_intact_blobs_and_records_the_check(version):
     assert Blob.objects.get(pk=version["digest"]).verified_at is not None
 
 
-def test_verifyblobs_older_than_skips_blobs_checked_since(version):
+def test_verifyblobs_older_than_skips_blobs_checked_since(flip_one_byte, version):
     Blob.objects.filter(pk=version["digest"]).update(verified_at=timezone.now() - timedelta(seconds=30))
-    _flip_one_byte(version["digest"])
+    flip_one_byte(version["digest"])
     out = io.StringIO()
     call_command("verifyblobs", "--older-than", "3600", stdout=out)
     assert "0 blobs verified" in out.getvalue()
@@ -147,20 +153,19 @@ def test_verifyblobs_older_than_skips_blobs_checked_since(version):
         call_command("verifyblobs", "--older-than", "10", stdout=io.StringIO(), stderr=io.StringIO())
 
 
-def test_restored_bytes_are_served_again_after_verifyblobs(viewer, version):
-    path = default_store().path_for(version["digest"])
-    _flip_one_byte(version["digest"])
+def test_restored_bytes_are_served_again_after_verifyblobs(flip_one_byte, viewer, version, isolated_artifacts):
+    flip_one_byte(version["digest"])
     with pytest.raises(CommandError):
         call_command("verifyblobs", stdout=io.StringIO(), stderr=io.StringIO())
-    path.write_bytes(version["bytes"])
+    isolated_artifacts.overwrite(version["digest"], version["bytes"])
     call_command("verifyblobs", stdout=io.StringIO())
     response = viewer.get("/api/v1/models/resnet/versions/1/artifact")
     assert b"".join(response.streaming_content) == version["bytes"]
     assert AuditEvent.objects.filter(action="blob.restored").count() == 1
 
 
-def test_periodic_task_marks_tampered_blobs(version):
-    _flip_one_byte(version["digest"])
+def test_periodic_task_marks_tampered_blobs(flip_one_byte, version):
+    flip_one_byte(version["digest"])
     result = verify_blobs.apply().get()
     assert result == {"checked": 1, "tampered": [version["digest"]], "missing": []}
     assert Blob.objects.get(pk=version["digest"]).is_tampered
@@ -173,12 +178,12 @@ def test_beat_runs_the_periodic_verification_at_the_configured_interval(settings
     assert entry["schedule"] == settings.MLCP_VERIFY_BLOBS_EVERY_S
 
 
-def test_tampered_blob_fails_the_verify_endpoint(viewer, version):
-    _flip_one_byte(version["digest"])
+def test_tampered_blob_fails_the_verify_endpoint(flip_one_byte, viewer, version, isolated_artifacts):
+    flip_one_byte(version["digest"])
     response = viewer.get("/api/v1/models/resnet/versions/1/verify")
     assert response.status_code == 409
     assert response.json()["code"] == "artifact_tampered"
-    actual = hashlib.sha256(default_store().path_for(version["digest"]).read_bytes()).hexdigest()
+    actual = hashlib.sha256(isolated_artifacts.read(version["digest"])).hexdigest()
     assert actual in response.json()["detail"]
 
 

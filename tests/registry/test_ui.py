@@ -9,7 +9,6 @@ from controlplane.roles import Role
 from registry import services
 from registry.choices import VersionStatus
 from registry.models import AuditEvent, GateResult, ModelVersion, RegisteredModel
-from registry.storage import default_store
 from registry.ui import charts
 from tests.factories import tiny_onnx
 
@@ -210,10 +209,8 @@ def test_verify_now_confirms_an_intact_version(viewer_ui, awaiting):
     assert "✓ Verified now." in page and "TAMPERED" not in page
 
 
-def test_verify_now_shows_tampering(viewer_ui, awaiting):
-    path = default_store().path_for(awaiting.digest)
-    path.chmod(0o644)
-    path.write_bytes(path.read_bytes() + b"\x00")
+def test_verify_now_shows_tampering(viewer_ui, awaiting, isolated_artifacts):
+    isolated_artifacts.overwrite(awaiting.digest, isolated_artifacts.read(awaiting.digest) + b"\x00")
     page = viewer_ui.get(VERSION_URL + "?verify=1").content.decode()
     assert "TAMPERED OR UNVERIFIABLE" in page and "is corrupt in storage" in page
 

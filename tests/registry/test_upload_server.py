@@ -1,4 +1,4 @@
-"""Uploads through a real gunicorn server: constant memory, and nothing left by a failed upload."""
+"""Uploads through a real gunicorn server: constant memory, and nothing left by a failed upload, on both stores."""
 
 import hashlib
 import socket
@@ -14,6 +14,7 @@ from controlplane.accounts import issue_token
 from controlplane.roles import Role
 from registry.models import Blob, GoldenSet, ModelVersion, RegisteredModel
 from tests.factories import tiny_onnx, write_large_onnx, write_lying_npz, write_onnx_with_huge_domain
+from tests.support.artifacts import both_stores, filesystem_only
 from tests.support.servers import rss_high_water_kb
 from tests.support.webserver import gunicorn_server, worker_pids
 
@@ -34,11 +35,11 @@ def _post(base_url, token, path: Path, *, part="artifact", route="versions", **f
                              headers={"Authorization": f"Token {token}", "Content-Type": encoder.content_type})
 
 
-def _wait_until_no_staging(artifact_dir: Path, deadline_s: float = 60) -> list[str]:
+def _wait_until_no_staging(area, deadline_s: float = 60) -> list[str]:
     # The server finishes its side of an aborted request on its own schedule; wait for it, bounded.
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
-        left = [p.name for p in (artifact_dir / "staging").glob("*")]
+        left = area.staging()
         if not left:
             return []
         time.sleep(0.2)
@@ -46,6 +47,7 @@ def _wait_until_no_staging(artifact_dir: Path, deadline_s: float = 60) -> list[s
 
 
 @pytest.mark.slow
+@both_stores
 def test_one_gib_upload_keeps_server_memory_under_200_mb(ci_token, tmp_path, isolated_artifacts):
     model_file = tmp_path / "large.onnx"
     write_large_onnx(model_file, GIB)
@@ -58,11 +60,14 @@ def test_one_gib_upload_keeps_server_memory_under_200_mb(ci_token, tmp_path, iso
     assert response.json()["size"] == model_file.stat().st_size >= GIB
     print(f"server worker peak RSS during a {model_file.stat().st_size / GIB:.2f} GiB upload: {peak_kb / 1024:.0f} MiB")
     assert peak_kb < 200 * 1024
+    assert isolated_artifacts.blobs() == [digest] and isolated_artifacts.staging() == []
 
 
+@both_stores
 def test_client_gone_mid_upload_leaves_no_version_and_no_bytes(ci_token, tmp_path, isolated_artifacts):
     model_file = tmp_path / "model.onnx"
-    write_large_onnx(model_file, 8 * 1024 * 1024)
+    # Half of it is more than one S3 part: the store has a multipart upload in progress to abort.
+    write_large_onnx(model_file, 24 * 1024 * 1024)
     encoder = MultipartEncoder({"artifact": ("model.onnx", model_file.read_bytes(), "application/octet-stream")})
     body = encoder.to_string()
     with gunicorn_server() as (base_url, _):
@@ -81,9 +86,10 @@ def test_client_gone_mid_upload_leaves_no_version_and_no_bytes(ci_token, tmp_pat
     assert after.status_code == 201 and after.json()["number"] == 1
     assert ModelVersion.objects.count() == 1
     assert Blob.objects.count() == 1
-    assert [p.name for p in (isolated_artifacts / "sha256").rglob("*") if p.is_file()] == [after.json()["digest"]]
+    assert isolated_artifacts.blobs() == [after.json()["digest"]]
 
 
+@filesystem_only
 def test_disk_full_is_507_and_stores_nothing(ci_token, tmp_path, isolated_artifacts):
     """The server runs with RLIMIT_FSIZE of 16 MiB: a real kernel write failure stands in for a full disk."""
     model_file = tmp_path / "large.onnx"
@@ -94,7 +100,7 @@ def test_disk_full_is_507_and_stores_nothing(ci_token, tmp_path, isolated_artifa
     assert response.json()["code"] == "storage_full"
     assert ModelVersion.objects.count() == 0
     assert Blob.objects.count() == 0
-    assert [p for p in isolated_artifacts.rglob("*") if p.is_file()] == []
+    assert isolated_artifacts.files() == []
 
 
 @pytest.mark.slow
@@ -127,5 +133,5 @@ def test_256_mb_onnx_with_a_huge_domain_string_is_refused_with_server_memory_und
     assert response.status_code == 400, response.text
     assert response.json()["code"] == "onnx_field_too_large"
     assert ModelVersion.objects.count() == 0 and Blob.objects.count() == 0
-    assert [p for p in (isolated_artifacts / "sha256").rglob("*") if p.is_file()] == []
+    assert isolated_artifacts.blobs() == []
     assert peak_kb < 200 * 1024

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from registry import services
 from registry.models import Blob
-from registry.storage import BlobStore, default_store
+from registry.storage import default_store
 from tests.factories import write_large_onnx
 
 pytestmark = pytest.mark.django_db
@@ -53,17 +53,18 @@ class StoreReads:
 def reads(monkeypatch):
     """Counts every byte read from the blob store, and every call of its whole-blob hash."""
     counted = StoreReads()
-    real_open, real_hash = BlobStore.open, BlobStore.hash_stored
+    store_class = type(default_store())
+    real_open, real_hash = store_class.open, store_class.hash_stored
 
-    def counting_open(store, digest):
-        return _CountingFile(real_open(store, digest), counted)
+    def counting_open(store, digest, start=0, end=None):
+        return _CountingFile(real_open(store, digest, start, end), counted)
 
     def counting_hash(store, digest):
         counted.whole_blob_hashes += 1
         return real_hash(store, digest)
 
-    monkeypatch.setattr(BlobStore, "open", counting_open)
-    monkeypatch.setattr(BlobStore, "hash_stored", counting_hash)
+    monkeypatch.setattr(store_class, "open", counting_open)
+    monkeypatch.setattr(store_class, "hash_stored", counting_hash)
     return counted
 
 
@@ -138,14 +139,14 @@ def test_verify_now_in_the_web_ui_trusts_a_recent_check_like_the_api(monkeypatch
     """The UI's "verify now" goes through the same service: a viewer cannot force whole-blob re-reads."""
     from registry import services
     from registry.models import RegisteredModel
-    from registry.storage import BlobStore
     from tests.factories import tiny_onnx
 
     model = RegisteredModel.objects.create(name="trusted")
     version = services.ingest_bytes(model, tiny_onnx(seed=5), "m.onnx", services.VersionMetadata(), actor="ci")
     hashes = []
-    original = BlobStore.hash_stored
-    monkeypatch.setattr(BlobStore, "hash_stored", lambda self, digest: hashes.append(digest) or original(self, digest))
+    store_class = type(default_store())
+    original = store_class.hash_stored
+    monkeypatch.setattr(store_class, "hash_stored", lambda self, digest: hashes.append(digest) or original(self, digest))
     assert services.verify_version(version).ok and len(hashes) == 1  # never checked: hashed once, recorded
     version.blob.refresh_from_db()
     assert services.verify_version(version).ok and len(hashes) == 1  # recent check: trusted

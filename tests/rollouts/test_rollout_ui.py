@@ -329,7 +329,7 @@ def test_write_pages_for_a_look(story, resnet, make_version):
 
     out = Path(os.environ["MLCP_UI_SNAPSHOT_DIR"])
     out.mkdir(parents=True, exist_ok=True)
-    css = (Path(__file__).parents[2] / "registry/static/registry/ui/ui.css").read_text()
+    css = (Path(__file__).parents[2] / "ui/static/ui/ui.css").read_text()
     s = story()
     make_version(resnet, "deployed", production=True)
     live = services.start_rollout(set_target(resnet), make_version(resnet), actor="ci-bot")

@@ -24,7 +24,8 @@ def test_database_url() -> str:
 
 def server_env(**extra) -> dict:
     return dict(os.environ, DATABASE_URL=test_database_url(), MLCP_DATA_DIR=str(settings.DATA_DIR),
-                MLCP_ARTIFACT_DIR=str(settings.MLCP_ARTIFACT_DIR), PYTHONPATH=str(ROOT),
+                MLCP_ARTIFACT_DIR=str(settings.MLCP_ARTIFACT_DIR),
+                MLCP_ARTIFACT_STORE=settings.MLCP_ARTIFACT_STORE, PYTHONPATH=str(ROOT),
                 MLCP_TRUSTED_KEY_FILES=",".join(settings.MLCP_TRUSTED_KEY_FILES), **extra)
 
 
