@@ -2,7 +2,7 @@
 
 Every figure comes from rows the web can read, so one scrape target (the web
 Service) covers the controller too: it keeps its tick histogram on the lease
-row (`rollouts.controller.finish_tick`). Four aggregate queries per rendering,
+row (`rollouts.controller.finish_tick`). Five aggregate queries per rendering,
 each with a bounded number of result rows; a rendering is served again for
 MLCP_METRICS_CACHE_S, so many scrapers cost the database no more than one.
 With MLCP_METRICS_TOKEN set, a scraper must send it as a bearer token.
@@ -16,7 +16,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, Sum
 from django.http import HttpResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -25,9 +25,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from registry.models import GateResult
-from rollouts.choices import Phase
+from rollouts.choices import UNDELIVERED, Delivery, Phase
 from rollouts.liveness import TICK_BUCKETS_S, Heartbeat, assess
-from rollouts.models import AnalysisRun, ControllerLease, Rollout
+from rollouts.models import AnalysisRun, ControllerLease, Notification, Rollout
 
 # Gates take seconds (validation) to a quarter of an hour (golden set on a CPU; the task's soft limit is 900 s).
 GATE_BUCKETS_S = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0)
@@ -43,6 +43,7 @@ class DatabaseCollector:
         yield from _controller()
         yield _analysis_verdicts()
         yield from _gates()
+        yield from _notifications()
 
 
 def _rollouts_by_phase() -> GaugeMetricFamily:
@@ -103,6 +104,21 @@ def _gates():
             durations.add_metric(labels, [*counts, ("+Inf", row["timed"])], sum_value=seconds)
     yield results
     yield durations
+
+
+def _notifications():
+    # Dead letters are the deliveries that failed for good; the oldest undelivered age is how late receivers are.
+    rows = dict((state, (n, oldest)) for state, n, oldest in Notification.objects.order_by().values_list("state")
+                .annotate(n=Count("pk"), oldest=Min("created_at")))
+    outbox = GaugeMetricFamily("mlcp_webhook_notifications", "Rollout webhook notifications in the outbox, by "
+                               "delivery state (dead: given up).", labels=["state"])
+    for state in sorted(set(Delivery) | set(rows)):
+        outbox.add_metric([str(state)], rows.get(state, (0, None))[0])
+    yield outbox
+    oldest = [at for state, (_, at) in rows.items() if state in UNDELIVERED and at is not None]
+    yield GaugeMetricFamily("mlcp_webhook_oldest_undelivered_seconds", "Age of the oldest notification not yet "
+                            "delivered nor dead (0: none).",
+                            value=(timezone.now() - min(oldest)).total_seconds() if oldest else 0.0)
 
 
 def _le(bound: float) -> str:

@@ -1,9 +1,10 @@
-"""Django admin for rollouts: shown only; phases move through the services, analysis runs are history."""
+"""Django admin for rollouts: shown only; phases move through the services, analysis runs and webhook
+notifications (with their delivery attempts) are history."""
 
 from django.contrib import admin
 
 from controlplane.admin import ReadOnlyAdmin
-from rollouts.models import AnalysisRun, ControllerLease, Rollout, RolloutEvent
+from rollouts.models import AnalysisRun, ControllerLease, Notification, NotificationAttempt, Rollout, RolloutEvent
 
 
 class RolloutEventInline(admin.TabularInline):
@@ -28,6 +29,26 @@ class RolloutAdmin(ReadOnlyAdmin):
 class AnalysisRunAdmin(ReadOnlyAdmin):
     list_display = ["rollout", "step", "at", "verdict", "reason"]
     list_filter = ["verdict"]
+
+
+class NotificationAttemptInline(admin.TabularInline):
+    model = NotificationAttempt
+    fields = ["number", "started_at", "duration_s", "status_code", "error", "sender"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdmin):
+    """Requeue dead letters with `manage.py sendnotifications --requeue-dead`, not here."""
+
+    list_display = ["pk", "rollout", "event", "state", "attempts", "next_attempt_at", "delivered_at", "last_error"]
+    list_filter = ["state", "event"]
+    inlines = [NotificationAttemptInline]
 
 
 @admin.register(ControllerLease)

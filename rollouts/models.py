@@ -1,6 +1,7 @@
 """Rollout rows: the rollout itself (everything the controller needs to resume
-mid-step lives here), its timeline of events, its analysis runs, and the lease
-that lets only one controller act at a time.
+mid-step lives here), its timeline of events, its analysis runs, the lease
+that lets only one controller act at a time, and the outbox of its webhook
+notifications with every attempt to deliver them.
 """
 
 from django.conf import settings
@@ -8,7 +9,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from rollouts.choices import ACTIVE, Phase, RolloutKind
+from rollouts.choices import ACTIVE, Delivery, Phase, RolloutKind
 from rollouts.strategy import DEFAULT_WEIGHTS
 
 
@@ -111,3 +112,51 @@ class ControllerLease(models.Model):
 
     def __str__(self):
         return f"{self.holder} until {self.expires_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Notification(models.Model):
+    """One outcome to tell the model's webhook, written in the transaction of the change it reports.
+
+    `rollouts.outbox` delivers it afterwards; `message_id` is its Standard
+    Webhooks `webhook-id` on every attempt, so a receiver dedupes retries.
+    """
+
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="notifications")
+    event = models.CharField(max_length=40)
+    url = models.CharField(max_length=2000, help_text="the model's webhook when the outcome happened")
+    payload = models.JSONField(help_text="the body, fixed when the outcome happened")
+    message_id = models.CharField(max_length=64, unique=True)
+    state = models.CharField(max_length=16, choices=Delivery.choices, default=Delivery.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="claims so far, a sender that died included")
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    # Who holds the row while SENDING, and until when; every claim takes a fresh token.
+    claim_token = models.CharField(max_length=64, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["state", "next_attempt_at"], name="notification_due")]
+
+    def __str__(self):
+        return f"{self.event} of rollout {self.rollout_id} ({self.state})"
+
+
+class NotificationAttempt(models.Model):
+    """One POST of a notification: when, how long, and what came back (an HTTP status or an error)."""
+
+    notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveSmallIntegerField()
+    started_at = models.DateTimeField()
+    duration_s = models.FloatField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    sender = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["notification", "number", "id"]
+
+    def __str__(self):
+        return f"attempt {self.number}: {self.status_code or self.error}"

@@ -12,8 +12,11 @@ A webhook URL may only resolve to public addresses, or to networks listed in
 to loopback, the cluster, or the cloud metadata service. The rule is checked
 when the URL is configured (`validate_webhook_url`) and again at delivery,
 since DNS can change in between; delivery connects to the very address it
-checked, follows no redirect and uses no proxy. A failing webhook is logged
-and never blocks the rollout or rollback that sent it.
+checked, follows no redirect and uses no proxy.
+
+This module is the wall around one POST (`deliver`, which never raises);
+`rollouts.outbox` decides when to POST and how often, so a failing or slow
+webhook never blocks the rollout or rollback that reported it.
 """
 
 import base64
@@ -21,10 +24,10 @@ import binascii
 import http.client
 import ipaddress
 import json
-import logging
 import socket
 import ssl
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
@@ -34,7 +37,6 @@ from standardwebhooks import Webhook
 
 from controlplane.errors import InvalidInput
 
-log = logging.getLogger(__name__)
 TIMEOUT_S = 5.0
 SECRET_PREFIX = "whsec_"
 # Standard Webhooks asks for secrets of 24 to 64 random bytes.
@@ -131,17 +133,13 @@ def _refused(what: str, why: str) -> InvalidInput:
 
 # ---------------------------------------------------------------- delivery
 
-def notify_rollout(rollout, event: str, reason: str = "", evidence: dict | None = None) -> bool:
-    """POST the rollout's outcome to its model's webhook; True if it was accepted (a 2xx answer)."""
-    url = rollout.model.notification_webhook
-    if not url:
-        return False
-    try:
-        signer = Webhook(signing_secret())
-    except ImproperlyConfigured as exc:
-        log.error("webhook for %s (%s) to %s not sent: %s", rollout, event, url, exc)
-        return False
-    payload = {
+def outcome_payload(rollout, event: str, reason: str = "", evidence: dict | None = None) -> dict:
+    """The body that tells a receiver what happened to `rollout`, as of now (fixed when it is enqueued).
+
+    Plain JSON values only (anything else becomes its text): it is stored in a JSONField inside the
+    transaction that ends the rollout, which must not fail over a notification.
+    """
+    return json.loads(json.dumps({
         "event": event,
         "model": rollout.model.name,
         "rollout": rollout.pk,
@@ -150,29 +148,55 @@ def notify_rollout(rollout, event: str, reason: str = "", evidence: dict | None 
         "phase": rollout.phase,
         "reason": reason,
         "evidence": evidence or {},
-    }
+    }, default=str))
+
+
+def new_message_id() -> str:
+    return f"msg_{uuid.uuid4().hex}"
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """What one POST came to: an HTTP status, or an error; `permanent` when trying again cannot help."""
+
+    status: int | None = None
+    error: str = ""
+    permanent: bool = False
+
+    @property
+    def delivered(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+def deliver(url: str, message_id: str, payload: dict, *, at: datetime | None = None) -> DeliveryResult:
+    """POST `payload` to `url`, signed, as message `message_id` (the same on every retry); never raises.
+
+    The timestamp is the attempt's (`at`), so a receiver's replay window counts
+    from this attempt and not from the outcome.
+    """
+    try:
+        signer = Webhook(signing_secret())
+    except ImproperlyConfigured as exc:
+        return DeliveryResult(error=str(exc), permanent=True)
     body = json.dumps(payload, sort_keys=True, default=str)
-    message_id = f"msg_{uuid.uuid4().hex}"
-    sent_at = datetime.now(timezone.utc)
+    sent_at = at or datetime.now(timezone.utc)
     headers = {
         "Content-Type": "application/json",
         "webhook-id": message_id,
         "webhook-timestamp": str(int(sent_at.timestamp())),
         "webhook-signature": signer.sign(message_id, sent_at, body),
-        "X-Mlcp-Event": event,
+        "X-Mlcp-Event": str(payload.get("event", "")),
     }
     try:
         status = _post(url, body.encode(), headers)
     except (InvalidInput, ImproperlyConfigured) as exc:
-        log.error("webhook for %s (%s) not sent: %s", rollout, event, exc)
-        return False
+        return DeliveryResult(error=str(exc), permanent=True)
     except (OSError, http.client.HTTPException) as exc:
-        log.warning("webhook for %s (%s) to %s failed: %s", rollout, event, url, exc)
-        return False
+        # A name that does not resolve (gaierror) is an OSError too: DNS may come back.
+        return DeliveryResult(error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
     if not 200 <= status < 300:
-        log.warning("webhook for %s (%s) to %s answered HTTP %s", rollout, event, url, status)
-        return False
-    return True
+        return DeliveryResult(status=status, error=f"HTTP {status}")
+    return DeliveryResult(status=status)
 
 
 def _post(url: str, body: bytes, headers: dict) -> int:

@@ -24,7 +24,7 @@ from registry.models import AliasMove, ModelVersion, RegisteredModel
 from rollouts.choices import (ACTIVE, CONTROLS, RETREAT_OUTCOMES, TRANSITIONS, Control, Phase, RolloutKind,
                               allowed_controls)
 from rollouts.models import Rollout, RolloutEvent
-from rollouts.notifications import notify_rollout
+from rollouts.outbox import enqueue as enqueue_notification
 from k8s import RouterTarget
 from rollouts.strategy import AnalysisSettings, parse_steps, steps_to_json
 
@@ -404,7 +404,8 @@ def finish_promotion(rollout: Rollout, *, now: datetime | None = None, actor=CON
                 reason=(f"rolled back by rollout {rollout.pk}: {_first_reason(rollout)}" if bad
                         else f"superseded by {rollout.version} (rollout {rollout.pk})"))
         _deploy(rollout, actor=actor)
-    notify_rollout(rollout, "rollout.succeeded", f"{rollout.version} is production")
+        # Written with the outcome and delivered by the outbox's sender, so a crash after the commit loses nothing.
+        enqueue_notification(rollout, "rollout.succeeded", f"{rollout.version} is production", now=now)
     return rollout
 
 
@@ -436,7 +437,7 @@ def finish_retreat(rollout: Rollout, *, now: datetime | None = None, actor=CONTR
                            evidence=evidence)
         _settle_version(rollout, bad=outcome == Phase.ROLLED_BACK and rollout.kind == RolloutKind.CANARY,
                         actor=actor, reason=rollout.abort_reason)
-    notify_rollout(rollout, f"rollout.{outcome}", rollout.abort_reason, evidence)
+        enqueue_notification(rollout, f"rollout.{outcome}", rollout.abort_reason, evidence, now=now)
     return rollout
 
 
@@ -446,7 +447,7 @@ def fail(rollout: Rollout, *, reason: str, now: datetime | None = None, actor=CO
         transition_rollout(rollout, Phase.FAILED, actor=actor, now=now, finished_at=now or timezone.now(),
                            reason=reason, abort_reason=rollout.abort_reason or reason)
         _settle_version(rollout, bad=False, actor=actor, reason=reason)
-    notify_rollout(rollout, "rollout.failed", reason)
+        enqueue_notification(rollout, "rollout.failed", reason, now=now)
     return rollout
 
 

@@ -15,7 +15,8 @@ PRODUCTION = ("controlplane", "registry", "workers", "rollouts", "oncall", "ui",
 NEVER_IN_PRODUCTION = {"devtools", "tests", "kmock", "sklearn"}
 # A serving pod runs `mlcp serve`: the server and the CLI stand apart from the control plane.
 STANDALONE = {"serving": {"serving"}, "cli": {"cli", "serving"}}
-CONTROL_PLANE = {"django", "celery", "controlplane", "registry", "workers", "rollouts", "k8s", "devtools", "tests"}
+CONTROL_PLANE = {"django", "celery", "controlplane", "registry", "workers", "rollouts", "oncall", "ui", "k8s", "devtools",
+                 "tests"}
 
 
 def imported_packages(path: Path) -> list[tuple[int, str]]:

@@ -150,8 +150,8 @@ def test_metrics_exist_before_anything_happened(anonymous, db):
         families)
 
 
-def test_one_scrape_is_four_queries_whatever_the_rows(rows, anonymous, django_assert_num_queries):
-    with django_assert_num_queries(4):
+def test_one_scrape_is_five_queries_whatever_the_rows(rows, anonymous, django_assert_num_queries):
+    with django_assert_num_queries(5):
         _scrape(anonymous)
 
 

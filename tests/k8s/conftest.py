@@ -29,7 +29,8 @@ def _no_leftover_faults(request):
 
 @pytest.fixture
 def cluster(kube_emulator):
-    cluster = Cluster(kube_emulator.api_client(), request_timeout=(2.0, 5.0), retry=FAST_RETRY)
+    # Generous: the emulator shares this process's CPU, and no test here waits for a timeout to fire.
+    cluster = Cluster(kube_emulator.api_client(), request_timeout=(10.0, 30.0), retry=FAST_RETRY)
     yield cluster
     cluster.close()
 

@@ -19,6 +19,7 @@ BUILDS = ["base", "overlays/gpu"]
 # The oldest Kubernetes mlcp supports and the newest schema the package ships.
 KUBERNETES_VERSIONS = ["1.30", kubernetes_validate.latest_version()]
 PLACEHOLDER_IMAGE = "ghcr.io/example/mlcp:0.1.0"
+PLACEHOLDER_CUDA_IMAGE = "ghcr.io/example/mlcp-cuda:0.1.0"  # the Dockerfile's CUDA variant, GPU workers only
 
 
 # A small kustomize renderer, so the tests need no kustomize binary. It does
@@ -127,7 +128,8 @@ def test_manifests_are_coherent(build):
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items(), name
         for container in pod["containers"]:
-            assert container["image"] == PLACEHOLDER_IMAGE
+            assert container["image"] == (PLACEHOLDER_CUDA_IMAGE if name.endswith("-gpu") else PLACEHOLDER_IMAGE)
+            assert "command" not in container, f"{name}: the image's entrypoint picks the process from args"
             assert container["resources"]["requests"] and container["resources"]["limits"]
             for ref in container.get("envFrom", []):
                 assert ("ConfigMap", ref["configMapRef"]["name"]) in ids
@@ -147,8 +149,7 @@ def test_manifests_are_coherent(build):
         assert len(selected) == 1, service["metadata"]["name"]
     controller = ids["Deployment", "mlcp-controller"]
     assert controller["spec"]["replicas"] == 1
-    assert controller["spec"]["template"]["spec"]["containers"][0]["command"] == \
-        ["python", "manage.py", "runcontroller"]
+    assert controller["spec"]["template"]["spec"]["containers"][0]["args"] == ["controller"]
 
 
 def test_gpu_overlay_adds_a_gpu_worker_beside_the_cpu_one():
@@ -157,7 +158,7 @@ def test_gpu_overlay_adds_a_gpu_worker_beside_the_cpu_one():
     assert gpu["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert gpu["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in gpu["tolerations"]
-    assert "--queues=gates" in gpu["containers"][0]["args"]
+    assert gpu["containers"][0]["args"][:2] == ["worker", "--queues=gates"]
     assert "nvidia.com/gpu" not in cpu["containers"][0]["resources"]["limits"]
     assert "mlcp-worker-gpu" not in pod_specs(render(MANIFESTS / "base"))
 

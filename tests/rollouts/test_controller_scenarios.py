@@ -55,7 +55,8 @@ def recorded():
 
 @pytest.fixture
 def cluster(kube_emulator):
-    cluster = Cluster(kube_emulator.api_client(), request_timeout=(2.0, 5.0), retry=FAST_RETRY)
+    # Generous: the emulator shares this process's CPU, and no test here waits for a timeout to fire.
+    cluster = Cluster(kube_emulator.api_client(), request_timeout=(10.0, 30.0), retry=FAST_RETRY)
     yield cluster
     kube_emulator.clear_faults()
     cluster.close()

@@ -2,14 +2,14 @@
 
 The receiver in these tests checks deliveries with the `standardwebhooks`
 package, the public reference implementation, as a partner's server would.
+Outcomes go through the outbox (tests/rollouts/test_outbox.py); `_rolled_back`
+runs one sender pass, as the controller's sender thread would.
 """
 
 import base64
 import json
 import socket
-import threading
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 import standardwebhooks.webhooks
@@ -17,10 +17,12 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from controlplane.checks import webhook_settings
 from rollouts import services
-from rollouts.choices import Phase
-from rollouts.notifications import notify_rollout
+from rollouts.choices import Delivery, Phase
+from rollouts.models import Notification
+from rollouts.outbox import Sender
 from tests.factories import set_target
 from tests.support.servers import free_port
+from tests.support.webhooks import WebhookReceiver
 
 pytestmark = pytest.mark.django_db
 SECRET = "whsec_" + base64.b64encode(b"partner-shared-secret-32-bytes!!").decode()
@@ -30,21 +32,9 @@ PUBLIC_ADDRESS = "93.184.216.34"
 @pytest.fixture
 def receiver():
     """A partner's HTTP server on loopback; yields (port, list of (headers, body)) of what it received."""
-    received = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append((dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_port, received
-    server.shutdown()
+    server = WebhookReceiver().start()
+    yield server.port, server.received
+    server.stop()
 
 
 @pytest.fixture
@@ -78,7 +68,9 @@ def _rolled_back(model, make_version):
     make_version(model, "deployed", production=True)
     services.start_rollout(model, make_version(model), actor="ci")
     rollout = services.rollback(model, reason="error spike", actor="oncall")
-    return services.finish_retreat(rollout, evidence={"route": "all traffic to stable"})
+    rollout = services.finish_retreat(rollout, evidence={"route": "all traffic to stable"})
+    Sender().send_due()
+    return rollout
 
 
 # ---------------------------------------------------------------- signature
@@ -127,12 +119,12 @@ def test_a_replay_older_than_the_tolerance_is_refused_by_the_verifier(
         Webhook(SECRET).verify(body, headers)
 
 
-def test_every_delivery_has_its_own_id(resnet, make_version, receiver, signed, loopback_allowed):
+def test_every_outcome_has_its_own_id(resnet, make_version, receiver, signed, loopback_allowed):
     port, received = receiver
     resnet.notification_webhook = f"http://127.0.0.1:{port}/hook"
     resnet.save()
-    rollout = _rolled_back(resnet, make_version)
-    assert notify_rollout(rollout, "rollout.rolled_back", "sent again")
+    _rolled_back(resnet, make_version)
+    _rolled_back(resnet, make_version)
     assert len({headers["webhook-id"] for headers, _ in received}) == 2
 
 
@@ -246,4 +238,6 @@ def test_an_unreachable_webhook_never_blocks_the_rollback(resnet, make_version, 
     resnet.save()
     rollout = _rolled_back(resnet, make_version)
     assert rollout.phase == Phase.ROLLED_BACK
-    assert "webhook" in caplog.text and "failed" in caplog.text
+    notification = Notification.objects.get(rollout=rollout)
+    assert notification.state == Delivery.RETRYING and "ConnectionRefusedError" in notification.last_error
+    assert "ConnectionRefusedError" in caplog.text

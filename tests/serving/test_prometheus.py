@@ -17,7 +17,7 @@ from devtools.traffic import CANARY, STABLE, TrafficGenerator
 INPUTS = [[0.1, 0.2, 0.3, 0.4], [1.0, 0.0, 0.5, 0.25], [0.0, 1.0, 1.0, 0.0]]
 
 
-def wait_for(condition, timeout_s=20.0):
+def wait_for(condition, timeout_s=120.0):  # a bound for "never", not an expected scrape delay
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if condition():

@@ -65,7 +65,7 @@ def test_starts_when_any_key_verifies_and_drains_on_sigterm(signed, tmp_path):
         with urllib.request.urlopen(f"{server.url}/readyz", timeout=5) as response:
             ready = json.load(response)
         server.process.send_signal(signal.SIGTERM)
-        assert server.process.wait(timeout=15) == 0
+        assert server.process.wait(timeout=120) == 0  # a bound for a hang, not how fast it drains
     assert ready["ready"] is True and ready["verified_with"] == str(public)
     assert ready["digest"].startswith("sha256:") and ready["track"] == "stable"
 

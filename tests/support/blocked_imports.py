@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEV_ONLY = ("devtools", "tests", "kmock", "sklearn", "pytest", "pytest_django", "pytest_asyncio")
 # Django, Celery and mlcp's control-plane packages: a serving pod and the CLI need none of them.
 CONTROL_PLANE = ("django", "celery", "kombu", "rest_framework", "controlplane", "registry", "workers",
-                     "rollouts", "k8s")
+                     "rollouts", "oncall", "ui", "k8s")
 
 _SITECUSTOMIZE = '''\
 """Written by tests/support/blocked_imports.py: refuse to import the packages in MLCP_BLOCKED_IMPORTS."""

@@ -7,6 +7,9 @@ which the API, the UI and /metrics read. Every turn of the loop, leader or
 standby, also writes MLCP_CONTROLLER_HEARTBEAT_FILE when set, for the pod's
 liveness probe (`manage.py controllerhealth`). The cluster and Prometheus come
 from settings (MLCP_K8S_HOST or KUBECONFIG or in-cluster; PROMETHEUS_URL).
+Beside the loop, every replica runs the webhook outbox's sender in a thread of
+its own (`rollouts.outbox`), so a slow receiver never stalls a tick; `--once`
+does not (`manage.py sendnotifications` does).
 """
 
 import os
@@ -19,6 +22,7 @@ from django.core.management.base import BaseCommand
 
 from rollouts.controller import Controller, release_lease, tick_holding_lease
 from rollouts.liveness import touch_local_heartbeat
+from rollouts.outbox import Sender
 
 
 class Command(BaseCommand):
@@ -37,6 +41,7 @@ class Command(BaseCommand):
         ttl_s = max(30.0, 3 * interval + rollout_timeout)
         controller = Controller.from_settings(max_workers=workers, rollout_timeout_s=rollout_timeout)
         self._loop_turned(holder, leading=False)
+        sending, stop_sending = (None, None) if once else Sender(f"{holder}-outbox").start()
         try:
             while True:
                 results = tick_holding_lease(controller, holder, ttl_s=ttl_s)
@@ -52,6 +57,9 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             pass
         finally:
+            if stop_sending is not None:
+                stop_sending.set()
+                sending.join()
             release_lease(holder)
 
     @staticmethod
