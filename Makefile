@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # stress-ng: `make test-under-load` runs the suite beside it.
-SYSTEM_PACKAGES := postgresql redis-server prometheus prometheus-alertmanager bubblewrap stress-ng
+SYSTEM_PACKAGES := postgresql redis-server prometheus prometheus-alertmanager bubblewrap stress-ng chromium
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 DEMO_PORT ?= 8000
 

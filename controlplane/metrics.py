@@ -2,7 +2,7 @@
 
 Every figure comes from rows the web can read, so one scrape target (the web
 Service) covers the controller too: it keeps its tick histogram on the lease
-row (`rollouts.controller.finish_tick`). Five aggregate queries per rendering,
+row (`rollouts.controller.finish_tick`). Six aggregate queries per rendering,
 each with a bounded number of result rows; a rendering is served again for
 MLCP_METRICS_CACHE_S, so many scrapers cost the database no more than one.
 With MLCP_METRICS_TOKEN set, a scraper must send it as a bearer token.
@@ -24,7 +24,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from registry.models import GateResult
+from registry.models import Blob, GateResult
 from rollouts.choices import UNDELIVERED, Delivery, Phase
 from rollouts.liveness import TICK_BUCKETS_S, Heartbeat, assess
 from rollouts.models import AnalysisRun, ControllerLease, Notification, Rollout
@@ -44,6 +44,7 @@ class DatabaseCollector:
         yield _analysis_verdicts()
         yield from _gates()
         yield from _notifications()
+        yield _blobs_tampered()
 
 
 def _rollouts_by_phase() -> GaugeMetricFamily:
@@ -81,6 +82,13 @@ def _analysis_verdicts() -> CounterMetricFamily:
     for verdict, n in AnalysisRun.objects.order_by().values_list("verdict").annotate(n=Count("pk"))[:MAX_SERIES]:
         family.add_metric([verdict], n)
     return family
+
+
+def _blobs_tampered() -> GaugeMetricFamily:
+    # A gauge of rows, not a counter of events: it stays up until someone deals with the blob, so an alert
+    # on it keeps firing rather than resolving one scrape later.
+    return GaugeMetricFamily("mlcp_blobs_tampered", "Stored blobs whose bytes no longer hash to their digest "
+                             "(refused for download).", value=Blob.objects.filter(tampered_at__isnull=False).count())
 
 
 def _gates():

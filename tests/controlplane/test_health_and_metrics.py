@@ -150,8 +150,8 @@ def test_metrics_exist_before_anything_happened(anonymous, db):
         families)
 
 
-def test_one_scrape_is_five_queries_whatever_the_rows(rows, anonymous, django_assert_num_queries):
-    with django_assert_num_queries(5):
+def test_one_scrape_is_six_queries_whatever_the_rows(rows, anonymous, django_assert_num_queries):
+    with django_assert_num_queries(6):
         _scrape(anonymous)
 
 
@@ -168,3 +168,11 @@ def test_metrics_token_is_required_once_set(rows, anonymous, settings):
     assert anonymous.get("/metrics").status_code == 401
     assert anonymous.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
     assert "mlcp_rollouts" in _scrape(anonymous, HTTP_AUTHORIZATION="Bearer s3cret")
+
+
+def test_metrics_count_the_blobs_found_tampered(resnet, make_version, anonymous):
+    assert _samples(_scrape(anonymous)["mlcp_blobs_tampered"]) == {(): 0}
+    blob = make_version(resnet).blob
+    blob.tampered_at, blob.tampered_digest = T, "0" * 64
+    blob.save()
+    assert _samples(_scrape(anonymous)["mlcp_blobs_tampered"]) == {(): 1}

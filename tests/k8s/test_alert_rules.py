@@ -114,11 +114,7 @@ def _metric_names(rule_file: dict) -> set[str]:
     return set(re.findall(r"\b(mlcp_[a-z_]+)\b", text))
 
 
-@pytest.mark.parametrize("metric", [
-    *sorted(_metric_names(rules.mlcp_rules()) - {"mlcp_blobs_tampered"}),
-    pytest.param("mlcp_blobs_tampered", marks=pytest.mark.xfail(
-        reason="controlplane/metrics.py does not export the tampered-blob gauge yet", strict=True)),
-])
+@pytest.mark.parametrize("metric", sorted(_metric_names(rules.mlcp_rules())))
 def test_every_series_the_mlcp_rules_read_is_on_the_metrics_page(client, db, metric):
     page = client.get("/metrics").content.decode()
     assert f"# TYPE {metric} " in page
