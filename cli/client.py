@@ -10,9 +10,19 @@ from requests_toolbelt import MultipartEncoder, MultipartEncoderMonitor
 
 
 class ApiError(Exception):
+    """The server answered with an error: its JSON `{code, detail}` and the HTTP status."""
+
     def __init__(self, status: int, code: str, detail: str):
-        super().__init__(f"{detail} ({code}, HTTP {status})")
+        super().__init__(f"{detail} ({code})")
         self.status, self.code, self.detail = status, code, detail
+
+
+class ServerUnreachable(Exception):
+    """No answer from the server at all (refused, unknown host, TLS, timeout): not an error it chose."""
+
+    def __init__(self, url: str, reason: str):
+        super().__init__(f"cannot reach mlcp at {url}: {reason}")
+        self.url, self.reason = url, reason
 
 
 @dataclass
@@ -34,8 +44,10 @@ class MlcpClient:
             response = requests.request(method, f"{self.url}{path}", headers={**self._headers(),
                                         **kwargs.pop("headers", {})}, timeout=kwargs.pop("timeout", self.timeout),
                                         **kwargs)
+        except requests.Timeout as exc:
+            raise ServerUnreachable(self.url, f"no answer within {self.timeout:.0f} s ({_root_cause(exc)})") from None
         except requests.ConnectionError as exc:
-            raise ApiError(0, "unreachable", f"cannot reach mlcp at {self.url}: {exc.__class__.__name__}") from None
+            raise ServerUnreachable(self.url, _root_cause(exc)) from None
         if response.status_code >= 400:
             try:
                 body = response.json()
@@ -46,6 +58,16 @@ class MlcpClient:
 
     def get_json(self, path: str, **params):
         return self.request("GET", path, params=params).json()
+
+    def get_all(self, path: str, limit: int | None = None, **params) -> list:
+        """The items of a paginated listing, page after page, or its first `limit` items."""
+        items, page = [], 1
+        while True:
+            body = self.get_json(path, page=page, **params)
+            items.extend(body["results"])
+            if not body.get("next") or (limit is not None and len(items) >= limit):
+                return items[:limit] if limit is not None else items
+            page += 1
 
     def post_json(self, path: str, body: dict):
         return self.request("POST", path, json=body).json()
@@ -84,6 +106,14 @@ class MlcpClient:
                 if on_progress:
                     on_progress(done, total)
         return hasher.hexdigest()
+
+
+def _root_cause(exc: BaseException) -> str:
+    """What went wrong underneath requests' and urllib3's wrappers: "Connection refused", not a repr."""
+    deepest = exc
+    while deepest.__context__ is not None or deepest.__cause__ is not None:
+        deepest = deepest.__cause__ or deepest.__context__
+    return getattr(deepest, "strerror", None) or str(deepest) or deepest.__class__.__name__
 
 
 def sha256_file(path: Path, on_progress=None) -> str:

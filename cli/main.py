@@ -1,23 +1,25 @@
 """`mlcp`: the command line for CI and on-call.
 
-Server URL and token come from --url/--token or MLCP_URL/MLCP_TOKEN. Every
-command prints a human summary, or JSON with --json; errors exit non-zero
-with the server's code and detail.
+Server URL and token come from --url/--token or MLCP_URL/MLCP_TOKEN; those and
+--json go before or after the command. Every command prints a human summary,
+or JSON with --json. Exit status: 0 done, 1 done but the outcome is bad (a
+rejected version, a rolled-back rollout), 2 the server refused (its detail and
+code are printed), 3 the server could not be reached.
 """
 
 import argparse
 import json
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
 from cli import rollout as rollout_cli
-from cli.client import ApiError, MlcpClient, sha256_file
-from cli.output import console, emit
+from cli.client import ApiError, MlcpClient, ServerUnreachable, sha256_file
+from cli.output import EXIT_REFUSED, EXIT_UNREACHABLE, console, emit, error, log_line, on_terminal, stdout_console
 
 TERMINAL_STATUSES = {"awaiting_approval", "approved", "rejected", "deployed", "rolled_back", "archived"}
 
@@ -53,12 +55,20 @@ def cmd_push(args, client: MlcpClient) -> int:
 def wait_for_gates(client: MlcpClient, model: str, number: int, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     base = f"/api/v1/models/{model}/versions/{number}/"
-    with console.status(f"waiting for the gates of {model}:{number}") as status:
+    # Progress goes to stderr (stdout may be --json): a spinner for a person, a line per change for a CI log.
+    live = on_terminal(sys.stderr)
+    shown = None
+    with console.status(f"waiting for the gates of {model}:{number}") if live else nullcontext() as status:
         while True:
             version = client.get_json(base)
             gates = client.get_json(base + "gates")
-            status.update(f"{model}:{number} {version['status']}: " +
-                          ", ".join(f"{g['gate']}={g['verdict']}" for g in gates) or "queued")
+            line = f"{model}:{number} {version['status']}: " + (
+                ", ".join(f"{g['gate']}={g['verdict']}" for g in gates) or "queued")
+            if live:
+                status.update(line)
+            elif line != shown:
+                log_line(line, sys.stderr)
+            shown = line
             gate_errored = version["status"] == "registered" and any(g["verdict"] == "error" for g in gates)
             if version["status"] in TERMINAL_STATUSES or gate_errored:
                 version["gates"] = gates
@@ -142,18 +152,63 @@ def cmd_versions(args, client) -> int:
         table = Table("version", "status", "digest", "signer", "created")
         for v in data["results"]:
             table.add_row(str(v["number"]), v["status"], v["digest"][:16], v["signer"], v["created_at"])
-        Console().print(table)
+        stdout_console().print(table)
 
     emit(args, page, human)
     return 0
 
 
+def cmd_models(args, client) -> int:
+    models = client.get_all("/api/v1/models/")
+
+    def human(data):
+        table = Table("model", "production", "other aliases", "owner", "description")
+        for m in data["results"]:
+            aliases = dict(m.get("aliases") or {})
+            production = aliases.pop("production", None)
+            table.add_row(m["name"], f"v{production}" if production else "-",
+                          ", ".join(f"{name} v{number}" for name, number in sorted(aliases.items())),
+                          m.get("owner") or "", m.get("description") or "")
+        stdout_console().print(table)
+
+    # The API's page shape, whole: `.results[]` reads the same as in `mlcp versions --json`.
+    emit(args, {"count": len(models), "results": models}, human)
+    return 0
+
+
+def cmd_decide(args, client) -> int:
+    """`mlcp approve|reject MODEL VERSION --reason`: an approver's decision, kept in the audit trail."""
+    version = client.post_json(f"/api/v1/models/{args.model}/versions/{args.version}/{args.decision}",
+                               {"reason": args.reason})
+    emit(args, version, lambda v: console.print(f"{v['model']}:{v['number']} {v['status']}: {args.reason}",
+                                                markup=False, highlight=False))
+    return 0
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    # A subcommand's copy leaves the attribute unset unless given there, so it never undoes one given before.
+    parser.add_argument("--url", default=argparse.SUPPRESS if suppress else None,
+                        help="mlcp server URL (env MLCP_URL)")
+    parser.add_argument("--token", default=argparse.SUPPRESS if suppress else None, help="API token (env MLCP_TOKEN)")
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                        help="print JSON instead of text")
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A (sub)command's parser: it takes --url, --token and --json too, so they go before or after the command.
+
+    argparse gives nested subcommands their parent's parser class, so `rollout status` inherits this.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _add_global_options(self, suppress=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlcp", description=__doc__.splitlines()[0])
-    parser.add_argument("--url", help="mlcp server URL (env MLCP_URL)")
-    parser.add_argument("--token", help="API token (env MLCP_TOKEN)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    sub = parser.add_subparsers(dest="command", required=True)
+    _add_global_options(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_CommandParser)
 
     push = sub.add_parser("push", help="register a model version (streamed upload)")
     push.add_argument("model")
@@ -186,6 +241,17 @@ def build_parser() -> argparse.ArgumentParser:
     versions.add_argument("model")
     versions.set_defaults(handler=cmd_versions)
 
+    models = sub.add_parser("models", help="list the models, with their production version and aliases")
+    models.set_defaults(handler=cmd_models)
+
+    for decision, text in (("approve", "approve a version awaiting approval (approver)"),
+                           ("reject", "reject a version (approver)")):
+        command = sub.add_parser(decision, help=text)
+        command.add_argument("model")
+        command.add_argument("version", type=int)
+        command.add_argument("--reason", required=True, help="why; kept in the audit trail")
+        command.set_defaults(handler=cmd_decide, decision=decision)
+
     golden = sub.add_parser("golden-set", help="golden sets").add_subparsers(dest="golden_command", required=True)
     golden_push = golden.add_parser("push", help="register a labelled .npz (an approver may make it the default)")
     golden_push.add_argument("model")
@@ -207,10 +273,15 @@ def main(argv=None) -> int:
     try:
         return args.handler(args, client)
     except ApiError as exc:
-        console.print(f"[red]mlcp: {exc.detail}[/] ({exc.code}, HTTP {exc.status})")
+        error(f"{exc.detail} ({exc.code})")
         if args.json:
             print(json.dumps({"code": exc.code, "detail": exc.detail, "status": exc.status}))
-        return 2
+        return EXIT_REFUSED
+    except ServerUnreachable as exc:
+        error(str(exc))
+        if args.json:
+            print(json.dumps({"code": "unreachable", "detail": str(exc), "status": None}))
+        return EXIT_UNREACHABLE
 
 
 if __name__ == "__main__":

@@ -61,9 +61,17 @@ def test_wrong_token_exits_nonzero_with_the_servers_message(server, tmp_path):
     assert ModelVersion.objects.count() == 0
 
 
-def test_unreachable_server_is_a_clear_error(tmp_path):
+def test_unreachable_server_is_a_clear_error_with_its_own_exit_status(tmp_path):
     model_file = tmp_path / "resnet.onnx"
     model_file.write_bytes(tiny_onnx())
     result = _mlcp("http://127.0.0.1:9", "t", "push", "resnet", str(model_file))
-    assert result.returncode == 2
-    assert "cannot reach mlcp" in result.stderr
+    assert result.returncode == 3  # not 2: the server refused nothing, it never answered
+    assert "cannot reach mlcp at http://127.0.0.1:9: Connection refused" in result.stderr
+    assert "HTTP" not in result.stderr
+
+
+def test_an_unreachable_server_with_json_still_prints_json():
+    result = _mlcp("http://127.0.0.1:9", "t", "models", "--json")
+    assert result.returncode == 3
+    assert json.loads(result.stdout) == {"code": "unreachable", "status": None,
+                                         "detail": "cannot reach mlcp at http://127.0.0.1:9: Connection refused"}

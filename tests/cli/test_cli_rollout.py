@@ -3,12 +3,15 @@
 import json
 import subprocess
 import sys
+import threading
+from queue import Queue
 
 import pytest
 
 from controlplane.accounts import issue_token
 from controlplane.roles import Role
 from registry.models import RegisteredModel
+from rollouts import services
 from rollouts.models import Rollout
 from tests.factories import set_target
 from tests.support.webserver import gunicorn_server
@@ -68,3 +71,50 @@ def test_starting_a_second_rollout_of_the_model_is_refused_with_its_code(candida
     assert "rollout_in_progress" in second.stderr
     assert foreign.returncode == 2 and "foreign_target" in foreign.stderr
     assert Rollout.objects.count() == 1
+
+
+def test_rollout_list_filters_by_model_and_phase_newest_first(candidate, make_version):
+    other = set_target(RegisteredModel.objects.create(name="fraud"), {"namespace": "risk", "deployment": "fraud"})
+    first = services.start_rollout(candidate.model, candidate, actor="test", steps=[10, 50, 100])
+    services.finish_retreat(services.abort(first, actor="test", reason="wrong version"))
+    second = services.start_rollout(candidate.model, make_version(candidate.model, "approved"), actor="test")
+    services.start_rollout(other, make_version(other, "approved"), actor="test")
+    viewer = issue_token("reader", Role.VIEWER)
+    with gunicorn_server() as (base_url, _):
+        resnet = _mlcp(base_url, viewer, "rollout", "list", "--model", "resnet")
+        aborted = _mlcp(base_url, viewer, "rollout", "list", "--phase", "aborted")
+        table = subprocess.run([sys.executable, "-m", "cli.main", "--url", base_url, "--token", viewer, "rollout",
+                                "list", "--model", "resnet"], capture_output=True, text=True, timeout=120)
+    assert [r["id"] for r in json.loads(resnet.stdout)["results"]] == [second.pk, first.pk]
+    assert [r["id"] for r in json.loads(aborted.stdout)["results"]] == [first.pk]
+    assert table.returncode == 0, table.stderr
+    assert "stable v1 → canary v3" in table.stdout and "step 1/4 (10%)" in table.stdout
+
+
+def test_status_watch_without_a_terminal_logs_a_line_per_change_until_the_rollout_ends(candidate):
+    rollout = services.start_rollout(candidate.model, candidate, actor="test", steps=[10, 50, 100])
+    viewer = issue_token("reader", Role.VIEWER)
+    with gunicorn_server() as (base_url, _):
+        # stdout is a pipe, as in a CI log: no live display, a line each time something changes.
+        watch = subprocess.Popen([sys.executable, "-m", "cli.main", "--url", base_url, "--token", viewer, "rollout",
+                                  "status", str(rollout.pk), "--watch", "--interval", "0.2"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            lines = _lines_of(watch)
+            assert "resnet stable v1 → canary v2: pending, step 1/3 (10%)" in next(lines)
+            services.abort(rollout, actor="pager", reason="not tonight")
+            assert "rolling back by pager from step 1/3 (10%): not tonight" in next(lines)
+            services.finish_retreat(Rollout.objects.get(pk=rollout.pk))
+            assert "aborted by pager at step 1/3 (10%): not tonight; all traffic is on stable v1" in next(lines)
+            assert watch.wait(timeout=120) == 1  # it ended, and not well
+        finally:
+            watch.kill()
+            watch.wait()
+
+
+def _lines_of(process):
+    """The process's stdout lines as they come; a bound for a hung CLI, not a speed requirement."""
+    queue = Queue()
+    threading.Thread(target=lambda: [queue.put(line) for line in process.stdout], daemon=True).start()
+    while True:
+        yield queue.get(timeout=120)

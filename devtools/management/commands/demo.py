@@ -1,6 +1,6 @@
 """`manage.py demo` (what `make demo` runs): a working mlcp on embedded defaults.
 
-It migrates a SQLite database, creates an admin and a token per role, trains
+It migrates a SQLite database, creates a login (password and token) per role, trains
 a small ResNet-style digits classifier, registers it with its golden set,
 runs its gates on a Celery worker (kombu's filesystem broker, no Redis
 needed), prints the evidence, then ships it: a first production deploy, a
@@ -9,7 +9,6 @@ itself (see `devtools.demo_rollout`), and leaves the web UI and API up.
 """
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -21,8 +20,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from controlplane.accounts import issue_token
-from controlplane.roles import Role
+from devtools.demo_logins import FILE_NAME, ensure_logins, login_lines
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -31,7 +29,8 @@ class Command(BaseCommand):
     help = "Set up a demo mlcp on embedded defaults and leave the server running."
 
     def add_arguments(self, parser):
-        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--port", type=int, default=8000, help="where the web server listens (make demo "
+                                                                        "DEMO_PORT=...)")
         parser.add_argument("--no-serve", action="store_true", help="stop after the gates (for tests)")
         parser.add_argument("--gate-timeout", type=float, default=900)
 
@@ -48,8 +47,7 @@ class Command(BaseCommand):
         self._step("migrating the database")
         call_command("migrate", verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
-        password = self._admin()
-        tokens = {role.value: issue_token(f"demo-{role.value}", role) for role in Role}
+        logins = ensure_logins(settings.DATA_DIR)
 
         worker = self._start_worker()
         try:
@@ -58,24 +56,13 @@ class Command(BaseCommand):
             self._rollouts(version, gate_timeout)
             if no_serve:
                 return
-            self._serve(port, password, tokens)
+            self._serve(port, logins)
         finally:
             worker.terminate()
             worker.wait(timeout=30)
 
     def _step(self, text):
         self.stdout.write(self.style.MIGRATE_HEADING(f"==> {text}"))
-
-    def _admin(self) -> str:
-        password_file = settings.DATA_DIR / "demo-admin-password"
-        if not password_file.exists():
-            password_file.write_text(secrets.token_urlsafe(12))
-        password = password_file.read_text().strip()
-        user, _ = get_user_model().objects.get_or_create(username="admin")
-        user.is_staff = user.is_superuser = True
-        user.set_password(password)
-        user.save()
-        return password
 
     def _start_worker(self) -> subprocess.Popen:
         self._step("starting a Celery worker for the gates queue")
@@ -211,20 +198,21 @@ class Command(BaseCommand):
         for rollout in model.rollouts.order_by("pk"):
             self.stdout.write(f"    rollout {rollout.pk} ({rollout.kind}) of {rollout.version}: {rollout.phase}")
 
-    def _serve(self, port, password, tokens):
+    def _serve(self, port, logins):
         base = f"http://127.0.0.1:{port}"
-        self._step("mlcp is up")
-        self.stdout.write(f"    web UI:          {base}/   (login admin / {password}; gate evidence on each version)")
-        self.stdout.write(f"    Django admin:    {base}/admin/")
-        self.stdout.write(f"    API:             {base}/api/v1/   docs: {base}/api/docs/")
-        self.stdout.write(f"    rollouts:        {base}/rollouts/ with their analysis history (the emulator, "
-                          "Prometheus and model servers of the rollouts above were stopped)")
-        for role, token in tokens.items():
-            self.stdout.write(f"    token {role:<9} {token}")
-        self.stdout.write(f"    try: MLCP_URL={base} MLCP_TOKEN={tokens['viewer']} .venv/bin/mlcp versions digits-resnet")
+        by_role = {login.role: login for login in logins}
+        self._step(f"mlcp is up at {base}/ (another port: make demo DEMO_PORT=8001)")
+        self.stdout.write(f"    web UI {base}/   rollouts {base}/rollouts/   API {base}/api/v1/ (docs {base}/api/docs/)"
+                          f"   Django admin {base}/admin/")
+        self.stdout.write(f"    logins, one per role (sign in at {base}/accounts/login/; the token is for mlcp):")
+        for line in login_lines(logins):
+            self.stdout.write(f"      {line}")
+        self.stdout.write(f"    all of it is in {settings.DATA_DIR / FILE_NAME} (readable by you only)")
+        self.stdout.write(f"    try: MLCP_URL={base} MLCP_TOKEN={by_role['oncall'].token} .venv/bin/mlcp rollout list")
         self.stdout.write("    Ctrl-C stops it.")
+        # Warnings only: a request log would bury the lines above.
         server = subprocess.Popen([sys.executable, "-m", "gunicorn", "controlplane.wsgi", "--bind",
-                                   f"127.0.0.1:{port}", "--workers", "2", "--timeout", "600"],
+                                   f"127.0.0.1:{port}", "--workers", "2", "--timeout", "600", "--log-level", "warning"],
                                   cwd=ROOT, env=dict(os.environ))
         try:
             server.wait()
