@@ -23,8 +23,11 @@ MAX_LABELS = 64
 MAX_NAME = 128
 MAX_LABEL_VALUE = 1024
 MAX_ANNOTATION_VALUE = 4096
-_FINGERPRINT = re.compile(r"^[0-9a-f]{1,64}$")
-LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Matched whole (`fullmatch`): `$` would also accept a trailing newline, and "beef\n" is another fingerprint.
+_FINGERPRINT = re.compile(r"[0-9a-f]{1,64}")
+LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# ASCII digits only: str.isdigit() also says yes to "²" and "٢", which int() refuses or reads as 2.
+_VERSION = re.compile(r"[0-9]{1,9}")
 STATUSES = ("firing", "resolved")
 
 
@@ -49,8 +52,19 @@ class Alert:
 
     @property
     def version(self) -> int | None:
+        """The version the alert names; None when it names none, or when `version_unreadable`."""
         raw = self.labels.get("version", "")
-        return int(raw) if raw.isdigit() and len(raw) < 10 else None
+        return int(raw) if _VERSION.fullmatch(raw) else None
+
+    @property
+    def version_unreadable(self) -> bool:
+        """A `version` label that is no version number ("v1", "canary"): which version it blames is unknown.
+
+        Never read as "no version": that would let the alert act on whatever is in flight or in production.
+        An empty value is no label at all, as in Prometheus.
+        """
+        raw = self.labels.get("version", "")
+        return raw != "" and not _VERSION.fullmatch(raw)
 
     @property
     def namespace(self) -> str:
@@ -99,12 +113,14 @@ def _alert(raw, n: int) -> Alert:
     if not isinstance(raw, dict):
         raise InvalidInput(f"{where} must be an object", code="invalid_notification")
     fingerprint = raw.get("fingerprint")
-    if not isinstance(fingerprint, str) or not _FINGERPRINT.match(fingerprint):
+    if not isinstance(fingerprint, str) or not _FINGERPRINT.fullmatch(fingerprint):
         raise InvalidInput(f"{where}.fingerprint must be Alertmanager's hex fingerprint", code="invalid_notification")
     starts_at = _instant(raw.get("startsAt"), f"{where}.startsAt")
     labels = _pairs(raw.get("labels"), f"{where}.labels", MAX_LABEL_VALUE)
     if not labels.get("alertname"):
         raise InvalidInput(f"{where}.labels has no alertname", code="invalid_notification")
+    # Stored as HandledAlert.alertname (128); a longer name fails here, before any alert of the group acts.
+    _text(labels["alertname"], f"{where}.labels.alertname", MAX_NAME)
     return Alert(status=_status(raw.get("status"), f"{where}.status"), labels=labels,
                  annotations=_pairs(raw.get("annotations", {}), f"{where}.annotations", MAX_ANNOTATION_VALUE),
                  starts_at=starts_at, fingerprint=fingerprint,
@@ -132,7 +148,7 @@ def _pairs(raw, where: str, max_value: int) -> dict[str, str]:
                            limit=MAX_LABELS)
     pairs = {}
     for name, value in raw.items():
-        if len(name) > MAX_NAME or not LABEL_NAME.match(name):
+        if len(name) > MAX_NAME or not LABEL_NAME.fullmatch(name):
             raise InvalidInput(f"{where} has a name that is not a Prometheus label name", code="invalid_notification")
         pairs[name] = _text(value, f"{where}.{name}", max_value)
     return pairs
@@ -145,6 +161,11 @@ def _text(value, where: str, limit: int) -> str:
         raise InvalidInput(f"{where} is longer than {limit} characters", code="value_too_long", limit=limit)
     if "\x00" in value:
         raise InvalidInput(f"{where} holds a NUL character", code="invalid_notification")
+    try:
+        # JSON's "\ud800" decodes to a lone surrogate, which no UTF-8 column (PostgreSQL's jsonb) can store.
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{where} is not valid Unicode (a lone surrogate)", code="invalid_notification") from None
     return value
 
 

@@ -17,6 +17,7 @@ class Outcome(models.TextChoices):
     ANNOTATED = "annotated"  # recorded only, by policy
     RESOLVED = "resolved"  # a resolved alert: recorded, never acted on
     IGNORED = "ignored"  # no registered model is named by the alert's labels
+    FAILED = "failed"  # handling it raised an unexpected error: nothing was done, mlcp's log says why
 
 
 # Alert names mlcp ships rules for (oncall/rules.py); a policy may name any other alert too.

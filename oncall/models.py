@@ -31,7 +31,10 @@ class RunbookPolicy(models.Model):
 
 
 class HandledAlert(models.Model):
-    """One alert of one notification, as handled: the first delivery acts, repeats find this row."""
+    """One alert of one notification, as handled: the first delivery acts, repeats find this row.
+
+    A row whose outcome is `failed` (handling raised; nothing was done) is taken over by the next delivery.
+    """
 
     fingerprint = models.CharField(max_length=64)
     starts_at = models.DateTimeField()

@@ -46,7 +46,7 @@ class Policy:
             raise InvalidInput(f"'actions' maps at most {MAX_RULES} alert names to an action",
                                code="invalid_runbook_policy")
         for name, action in actions.items():
-            if name != ANY_ALERT and (len(name) > MAX_NAME or not name or not LABEL_NAME.match(name)):
+            if name != ANY_ALERT and (len(name) > MAX_NAME or not name or not LABEL_NAME.fullmatch(name)):
                 raise InvalidInput(f"{name[:MAX_NAME]!r} is not an alert name (or '*')", code="invalid_runbook_policy")
             if action not in RunbookAction.values:
                 raise InvalidInput(f"alert {name}: the action is one of {', '.join(RunbookAction.values)}",
@@ -106,13 +106,32 @@ class Decision:
 
 
 def decide(policy: Policy, alert: Alert, situation: Situation, now: datetime) -> Decision:
-    """What `alert` does to its model now."""
+    """What `alert` does to its model now.
+
+    Only a firing alert whose policy action is `rollback` or `pause` may change anything, and only for the
+    version it blames:
+
+    - a `version` label that is no number ("v1") blames an unknown version: skipped, never read as "no
+      version", which would act on whatever is in flight or in production;
+    - with a rollout in flight, the rollout is rolled back or paused when the alert names its version or none.
+      An alert naming another version (typically the stable one, still serving most traffic while a canary
+      is in flight) is skipped: the canary is not what it blames, and production cannot be rolled back while
+      a rollout is in flight anyway;
+    - with none in flight, production is rolled back when the alert names it or no version, and it was
+      promoted within the policy's window.
+    """
     action = policy.action_for(alert.name)
     if alert.status == "resolved":
         return Decision(Do.RESOLVED, action, "resolved: nothing is undone or done")
     if action == RunbookAction.ANNOTATE:
         return Decision(Do.ANNOTATE, action, "the runbook policy records this alert only")
+    if alert.version_unreadable:
+        return Decision(Do.SKIP, action, f"the alert's version label {alert.labels['version'][:64]!r} is no version "
+                                         "number; which version it is about is for people to decide")
     flight = situation.in_flight
+    if flight is not None and flight.kind != "rollback" and alert.version not in (None, flight.version):
+        return Decision(Do.SKIP, action, f"the alert is about v{alert.version}; rollout {flight.pk} is of "
+                                         f"v{flight.version}", flight.pk)
     if action == RunbookAction.PAUSE:
         if flight is None:
             return Decision(Do.SKIP, action, "no rollout in flight to pause")

@@ -50,14 +50,31 @@ class Handled:
 
 
 def handle_notification(notification: Notification, *, actor, now: datetime | None = None) -> list[Handled]:
-    """Handle each alert of an Alertmanager notification once, by its model's runbook policy."""
+    """Handle each alert of an Alertmanager notification once, by its model's runbook policy.
+
+    `parse_notification` has read and bounded the whole notification before this, so an alert that mlcp
+    cannot store refuses the group with a 400 before any alert of it acts. An alert whose handling fails
+    all the same is recorded as failed and the others are still handled.
+    """
     now = now or timezone.now()
     return [_handle(alert, actor=actor, now=now) for alert in notification.alerts]
 
 
 def _handle(alert: Alert, *, actor, now: datetime) -> Handled:
-    model = RegisteredModel.objects.filter(name=alert.model).first() if alert.model else None
+    try:
+        return _handle_once(alert, actor=actor, now=now)
+    except Exception:
+        # Recorded and answered 200 with the others: Alertmanager re-sends the whole group on any non-2xx answer,
+        # so one alert that always fails would keep every valid alert of its group from being handled, at every
+        # retry, forever. Its transaction was rolled back: nothing of it was done.
+        log.exception("alert %s (fingerprint %s, model %r): handling failed; recorded as failed",
+                      alert.name, alert.fingerprint, alert.model[:63])
+        return _record_failure(alert, actor=actor, now=now)
+
+
+def _handle_once(alert: Alert, *, actor, now: datetime) -> Handled:
     with transaction.atomic():
+        model = RegisteredModel.objects.filter(name=alert.model).first() if alert.model else None
         try:
             with transaction.atomic():
                 row = HandledAlert.objects.create(
@@ -68,21 +85,50 @@ def _handle(alert: Alert, *, actor, now: datetime) -> Handled:
         except IntegrityError:
             # This alert (fingerprint, startsAt, status) was handled before, or by a concurrent delivery that
             # committed first (the unique index made this insert wait for it).
-            return _duplicate(alert)
+            row = HandledAlert.objects.select_for_update().get(
+                fingerprint=alert.fingerprint, starts_at=alert.starts_at, status=alert.status)
+            if row.outcome != Outcome.FAILED:
+                return _duplicate(row, alert)
+            # The earlier delivery failed and did nothing; the failure may have been passing, so this one tries.
+            row.model_name, row.received_at, row.received_by = (model.name if model else "", now,
+                                                                registry.actor_name(actor))
         handled = _act(row, alert, model, actor=actor, now=now) if model else _ignore(row, alert, actor)
-        row.save(update_fields=["action", "outcome", "detail", "rollout"])
+        row.save(update_fields=["model_name", "received_at", "received_by", "action", "outcome", "detail",
+                                "rollout"])
         return handled
 
 
-def _duplicate(alert: Alert) -> Handled:
-    first = HandledAlert.objects.get(fingerprint=alert.fingerprint, starts_at=alert.starts_at, status=alert.status)
+def _duplicate(first: HandledAlert, alert: Alert) -> Handled:
     return Handled(alert.name, alert.fingerprint, alert.status, first.model_name, first.outcome,
                    f"already handled at {first.received_at:%Y-%m-%d %H:%M:%S}: {first.detail}", first.rollout_id,
                    duplicate=True)
 
 
+def _record_failure(alert: Alert, *, actor, now: datetime) -> Handled:
+    model_name = (RegisteredModel.objects.filter(name=alert.model).values_list("name", flat=True).first()
+                  if alert.model else None) or ""
+    detail = "handling the alert failed unexpectedly and nothing was done; mlcp's log has the error"
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                HandledAlert.objects.create(
+                    fingerprint=alert.fingerprint, starts_at=alert.starts_at, status=alert.status,
+                    alertname=alert.name, model_name=model_name, outcome=Outcome.FAILED, detail=detail,
+                    labels=alert.labels, annotations=alert.annotations, received_at=now,
+                    received_by=registry.actor_name(actor))
+        except IntegrityError:  # recorded already: an earlier failure, or a concurrent delivery that succeeded
+            first = HandledAlert.objects.get(fingerprint=alert.fingerprint, starts_at=alert.starts_at,
+                                             status=alert.status)
+            if first.outcome != Outcome.FAILED:
+                return _duplicate(first, alert)
+        registry.record_audit(actor, "alert.failed", model_name=model_name, reason=_reason(alert),
+                              outcome=Outcome.FAILED, why=detail, **alert.as_evidence())
+    return Handled(alert.name, alert.fingerprint, alert.status, model_name, Outcome.FAILED, detail)
+
+
 def _ignore(row: HandledAlert, alert: Alert, actor) -> Handled:
     # Answered 200 all the same: Alertmanager retries a non-2xx answer, and no retry makes a model exist.
+    row.outcome = Outcome.IGNORED
     row.detail = (f"no registered model '{alert.model[:63]}'" if alert.model
                   else "the alert has no 'model' label")
     registry.record_audit(actor, "alert.ignored", reason=_reason(alert), outcome=Outcome.IGNORED,
@@ -92,7 +138,13 @@ def _ignore(row: HandledAlert, alert: Alert, actor) -> Handled:
 
 def _act(row: HandledAlert, alert: Alert, model: RegisteredModel, *, actor, now: datetime) -> Handled:
     policy = runbook_policy_of(model)
-    decision = decide(policy, alert, situation_of(model), now)
+    if alert.status == "firing" and _resolved_already(alert):
+        # Alertmanager's HA peers and retries can deliver a group's firing notification after its resolved one;
+        # acting on it would roll back for a problem that is over.
+        decision = Decision(Do.SKIP, policy.action_for(alert.name), "this alert was already resolved; a firing "
+                            "delivery arriving after it acts on nothing")
+    else:
+        decision = decide(policy, alert, situation_of(model), now)
     row.action = decision.action
     row.rollout_id = decision.rollout
     if decision.do == Do.RESOLVED:
@@ -110,6 +162,11 @@ def _act(row: HandledAlert, alert: Alert, model: RegisteredModel, *, actor, now:
                           reason=_reason(alert), outcome=outcome, why=detail, rollout=row.rollout_id,
                           dry_run=policy.dry_run, **alert.as_evidence())
     return Handled(alert.name, alert.fingerprint, alert.status, model.name, outcome, detail, row.rollout_id)
+
+
+def _resolved_already(alert: Alert) -> bool:
+    return HandledAlert.objects.filter(fingerprint=alert.fingerprint, starts_at=alert.starts_at,
+                                       status="resolved").exists()
 
 
 def _carry_out(decision: Decision, model: RegisteredModel, alert: Alert, *, actor, now: datetime,

@@ -6,6 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.api import JSONParser
+from controlplane.errors import InvalidInput
 from controlplane.roles import ActionRoles, Role
 from controlplane.tokens import ApiTokenAuthentication
 from oncall import services
@@ -44,7 +45,8 @@ class AlertmanagerReceiverView(_MethodRoles):
 
     Answers 200 with what became of each alert, also when an alert names no
     registered model: Alertmanager retries anything else, and a retry cannot
-    make the model exist. A malformed notification is a 400 and changes nothing.
+    make the model exist, and when handling one alert fails (recorded as `failed`; the others are handled). A
+    malformed notification is a 400 and changes nothing.
     """
 
     authentication_classes = [ApiTokenAuthentication, BearerTokenAuthentication]
@@ -69,6 +71,7 @@ class RunbookPolicyView(_MethodRoles):
 
     @extend_schema(request=s.RunbookPolicyChangeSerializer, responses=s.RunbookPolicySerializer)
     def put(self, request, name):
+        _refuse_unknown_fields(request.data, s.RunbookPolicyChangeSerializer().fields)
         body = s.RunbookPolicyChangeSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
@@ -76,6 +79,17 @@ class RunbookPolicyView(_MethodRoles):
         model = registry.get_model(name)
         services.set_runbook_policy(model, data, actor=request.user, reason=reason)
         return Response(_policy_body(model))
+
+
+def _refuse_unknown_fields(data, fields) -> None:
+    # The serializer would drop them silently, and the policy is replaced whole: a misspelt "dryRun": true
+    # would save dry_run false, and alerts would act for real.
+    unknown = sorted(set(data) - set(fields)) if isinstance(data, dict) else []
+    if unknown:
+        # Escaped: a JSON key may hold a lone surrogate, which the JSON answer could not encode.
+        named = [key[:64].encode("ascii", "backslashreplace").decode() for key in unknown[:5]]
+        raise InvalidInput(f"unknown runbook policy field(s): {', '.join(named)}{', ...' if len(unknown) > 5 else ''}"
+                           f"; the fields are {', '.join(fields)}", code="invalid_runbook_policy", unknown=named)
 
 
 def _policy_body(model) -> dict:

@@ -3,7 +3,7 @@
 import pytest
 
 from controlplane.errors import InvalidInput
-from oncall.alertmanager import MAX_ALERTS, MAX_LABELS, parse_notification
+from oncall.alertmanager import MAX_ALERTS, MAX_LABELS, MAX_NAME, parse_notification
 from tests.oncall.conftest import alert, notification
 
 
@@ -32,6 +32,11 @@ def test_only_payload_version_4_is_read():
     {"startsAt": "2026-11-30T12:00:00"}, {"status": "pending"}, {"labels": {"model": "resnet"}},
     {"labels": ["alertname"]}, {"labels": {"alertname": "A", "bad-name": "x"}}, {"labels": {"alertname": 5}},
     {"annotations": {"summary": "\x00"}},
+    # `$` would match before a trailing newline: "beef\n" is not Alertmanager's fingerprint "beef".
+    {"fingerprint": "beef\n"}, {"labels": {"alertname": "A", "team\n": "x"}},
+    # A lone surrogate (JSON "\ud800") is no text PostgreSQL can store.
+    {"labels": {"alertname": "A", "team": "\ud800"}}, {"annotations": {"summary": "a\udfffb"}},
+    {"labels": {"alertname": "A\ud800"}}, {"generatorURL": "\ud800"},
 ])
 def test_a_malformed_alert_is_refused(change):
     assert refusal(notification({**alert(), **change})) == "invalid_notification"
@@ -44,6 +49,26 @@ def test_sizes_are_capped():
     assert refusal(notification(alert(description="x" * 5000))) == "value_too_long"
 
 
-def test_a_version_label_that_is_not_a_number_names_no_version():
-    (only,) = parse_notification(notification(alert(version="canary"))).alerts
-    assert only.version is None
+def test_an_alertname_longer_than_mlcp_stores_is_refused():
+    # Other label values may be 1024 characters; the alert name is kept in a column of 128.
+    assert parse_notification(notification(alert(alertname="A" * MAX_NAME))).alerts[0].name == "A" * MAX_NAME
+    assert refusal(notification(alert(alertname="A" * (MAX_NAME + 1)))) == "value_too_long"
+
+
+@pytest.mark.parametrize("label, version", [("3", 3), ("0042", 42), ("999999999", 999999999)])
+def test_a_version_label_of_ascii_digits_names_that_version(label, version):
+    (only,) = parse_notification(notification(alert(version=label))).alerts
+    assert (only.version, only.version_unreadable) == (version, False)
+
+
+def test_an_alert_without_a_version_label_names_no_version():
+    for labels in ({}, {"version": ""}):  # an empty label is no label, as in Prometheus
+        (only,) = parse_notification(notification(alert(**labels))).alerts
+        assert (only.version, only.version_unreadable) == (None, False)
+
+
+# Superscript two and Arabic-Indic two pass str.isdigit(); int() refuses the first and reads the second as 2.
+@pytest.mark.parametrize("label", ["canary", "v1", "1.0", " 1", "1\n", "\u00b2", "\u0662", "1234567890"])
+def test_a_version_label_that_is_no_version_number_is_unreadable_not_absent(label):
+    (only,) = parse_notification(notification(alert(version=label))).alerts
+    assert (only.version, only.version_unreadable) == (None, True)

@@ -52,6 +52,27 @@ def test_an_alert_about_another_version_than_production_rolls_nothing_back():
     assert decide(ROLLBACK, firing(version="2"), production(version=2), NOW).do == Do.ROLLBACK_PRODUCTION
 
 
+def test_an_alert_about_another_version_than_the_rollout_in_flight_leaves_it_alone():
+    # The canary is v3; an alert on the stable v2 (most of the traffic) does not blame the canary.
+    for policy in (ROLLBACK, Policy(actions={"*": "pause"})):
+        decision = decide(policy, firing(version="2"), canary(), NOW)
+        assert decision.do == Do.SKIP and "about v2" in decision.why and "v3" in decision.why
+
+
+def test_an_alert_about_the_version_in_flight_acts_on_its_rollout():
+    assert decide(ROLLBACK, firing(version="3"), canary(), NOW).do == Do.ROLLBACK_ROLLOUT
+    assert decide(Policy(actions={"*": "pause"}), firing(version="3"), canary(), NOW).do == Do.PAUSE_ROLLOUT
+
+
+@pytest.mark.parametrize("situation", [canary(), production()])
+@pytest.mark.parametrize("label", ["v3", "\u00b2", "\u0662"])
+def test_an_alert_whose_version_label_is_unreadable_changes_nothing(situation, label):
+    # Read as "no version", it would roll back whatever is in flight or in production.
+    for policy in (ROLLBACK, Policy(actions={"*": "pause"})):
+        decision = decide(policy, firing(version=label), situation, NOW)
+        assert decision.do == Do.SKIP and "no version number" in decision.why
+
+
 def test_a_resolved_alert_never_acts():
     assert decide(ROLLBACK, firing(status="resolved"), canary(), NOW).do == Do.RESOLVED
 
@@ -73,6 +94,7 @@ def test_named_alerts_win_over_the_wildcard():
     {"actions": {"Burn": "delete"}}, {"actions": {"bad name": "pause"}}, {"actions": ["Burn"]},
     {"rollback_window_s": -1}, {"rollback_window_s": 8 * 24 * 3600}, {"rollback_window_s": True},
     {"dry_run": "yes"}, {"other": 1}, {"actions": {f"A{i}": "pause" for i in range(51)}},
+    {"actions": {"Burn\n": "pause"}},
 ])
 def test_a_malformed_policy_is_refused(raw):
     with pytest.raises(InvalidInput) as raised:

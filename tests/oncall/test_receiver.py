@@ -1,10 +1,14 @@
 """POST /api/v1/alerts/alertmanager: an alert acts on its model by the runbook policy, once, audited."""
 
+import json
+import logging
+
 import pytest
 from rest_framework.test import APIClient
 
 from controlplane.accounts import issue_token
 from controlplane.roles import Role
+from oncall import services as oncall
 from oncall.models import HandledAlert
 from oncall.services import set_runbook_policy
 from registry.models import AliasMove, AuditEvent
@@ -163,6 +167,22 @@ def test_a_malformed_notification_changes_nothing(alertmanager, resnet, canary):
     assert canary.phase == Phase.PROGRESSING and not HandledAlert.objects.exists()
 
 
+@pytest.mark.parametrize("labels, annotations", [
+    ({"alertname": "A" * 129}, {}),  # HandledAlert.alertname holds 128: a 500 on PostgreSQL before
+    ({"alertname": "Burn", "team": "\ud800"}, {}),  # a lone surrogate: jsonb refuses it
+    ({"alertname": "Burn"}, {"summary": "\udfff"}),
+])
+def test_an_alert_mlcp_cannot_store_refuses_its_group_before_any_alert_acts(alertmanager, resnet, canary, labels,
+                                                                             annotations):
+    rollback_on_burn(resnet)
+    bad = {**alert(), "labels": {"model": "resnet", **labels}, "annotations": annotations}
+    # json.dumps, not the test client's renderer: it writes "\ud800" as the escape Alertmanager would send.
+    response = alertmanager.post(URL, json.dumps(notification(alert(), bad)), content_type="application/json")
+    assert (response.status_code, response.json()["code"]) in ((400, "value_too_long"), (400, "invalid_notification"))
+    canary.refresh_from_db()
+    assert canary.phase == Phase.PROGRESSING and not HandledAlert.objects.exists()
+
+
 @pytest.mark.parametrize("body, code", [(b"{not json", "malformed_request"), (b"[]", "invalid_notification"),
                                         (b"", "unsupported_version")])
 def test_a_body_that_is_no_notification_is_a_400(alertmanager, body, code):
@@ -174,3 +194,74 @@ def test_an_oversized_body_is_refused_before_it_is_read(alertmanager, settings):
     response = alertmanager.post(URL, b"{" + b" " * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1) + b"}",
                                  content_type="application/json")
     assert (response.status_code, response.json()["code"]) == (413, "payload_too_large")
+
+
+def test_an_alert_naming_the_stable_version_leaves_the_canary_alone(alertmanager, resnet, canary):
+    rollback_on_burn(resnet)  # production is v1, the canary v2
+    (handled,) = send(alertmanager, alert(version="1"))
+    assert handled["outcome"] == "skipped" and "about v1" in handled["detail"]
+    canary.refresh_from_db()
+    assert canary.phase == Phase.PROGRESSING
+
+
+@pytest.mark.parametrize("label", ["v2", "\u00b2", "\u0662"])  # "²" was a 500, "٢" read as 2
+def test_an_unreadable_version_label_rolls_nothing_back(alertmanager, resnet, released, label):
+    rollback_on_burn(resnet)
+    (handled,) = send(alertmanager, alert(version=label))
+    assert handled["outcome"] == "skipped" and "no version number" in handled["detail"]
+    assert not Rollout.objects.filter(kind=RolloutKind.ROLLBACK).exists()
+    assert AuditEvent.objects.get(action="alert.rollback").version_number is None
+
+
+def test_a_firing_delivery_after_the_resolved_one_acts_on_nothing(alertmanager, resnet, released):
+    # Alertmanager's HA peers and retries do not keep a group's notifications in order.
+    rollback_on_burn(resnet)
+    send(alertmanager, alert(status="resolved", fingerprint="cafe"))
+    (late,) = send(alertmanager, alert(status="firing", fingerprint="cafe"))
+    assert late["outcome"] == "skipped" and "already resolved" in late["detail"]
+    assert not Rollout.objects.filter(kind=RolloutKind.ROLLBACK).exists()
+
+
+def test_a_firing_alert_that_fires_again_later_still_acts(alertmanager, resnet, released):
+    # Resolved, then firing with a new startsAt: a new firing of the same alert, not a late delivery.
+    rollback_on_burn(resnet)
+    send(alertmanager, alert(status="resolved", fingerprint="cafe"))
+    (again,) = send(alertmanager, alert(fingerprint="cafe", starts_at="2026-11-30T13:00:00Z"))
+    assert again["outcome"] == "acted"
+
+
+@pytest.fixture
+def failing_alert(monkeypatch):
+    """Handling the alert with fingerprint "bad0" raises, as a bug of mlcp's would."""
+    decide = oncall.decide
+
+    def decide_or_fail(policy, alert, situation, now):
+        if alert.fingerprint == "bad0":
+            raise RuntimeError("a bug")
+        return decide(policy, alert, situation, now)
+
+    monkeypatch.setattr(oncall, "decide", decide_or_fail)
+    return monkeypatch
+
+
+def test_an_alert_whose_handling_fails_is_recorded_and_the_others_still_act(alertmanager, resnet, released,
+                                                                             failing_alert, caplog):
+    # A 500 would have Alertmanager re-send the whole group, and the valid alert would never be handled.
+    rollback_on_burn(resnet)
+    with caplog.at_level(logging.ERROR, logger="oncall.services"):
+        failed, acted = send(alertmanager, alert(fingerprint="bad0"), alert(fingerprint="600d"))
+    assert (failed["outcome"], acted["outcome"]) == ("failed", "acted")
+    assert HandledAlert.objects.get(fingerprint="bad0").outcome == "failed"
+    assert Rollout.objects.filter(kind=RolloutKind.ROLLBACK).count() == 1
+    assert AuditEvent.objects.get(action="alert.failed").model_name == "resnet"
+    assert "bad0" in caplog.text and "RuntimeError: a bug" in caplog.text
+
+
+def test_a_failed_alert_is_handled_again_on_its_next_delivery(alertmanager, resnet, released, failing_alert):
+    # The failure may have been passing (a lost connection); nothing was done, so trying again is safe.
+    rollback_on_burn(resnet)
+    send(alertmanager, alert(fingerprint="bad0"))
+    failing_alert.undo()
+    (handled,) = send(alertmanager, alert(fingerprint="bad0"))
+    assert (handled["outcome"], handled["duplicate"]) == ("acted", False)
+    assert HandledAlert.objects.get().outcome == "acted"

@@ -2,6 +2,7 @@
 
 import pytest
 
+from oncall.models import RunbookPolicy
 from registry.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -41,6 +42,21 @@ def test_an_unknown_action_or_alert_name_is_a_400(admin_client, resnet):
     for actions, code in (({"Burn": "delete"}, "invalid_input"), ({"bad name": "pause"}, "invalid_runbook_policy")):
         response = admin_client.put(URL, {"actions": actions, "reason": "x"}, format="json")
         assert (response.status_code, response.json()["code"]) == (400, code)
+
+
+def test_an_unknown_field_is_refused_and_nothing_is_saved(approver, resnet):
+    # Dropped silently, the misspelt "dryRun" would have saved dry_run false: alerts acting for real.
+    response = approver.put(URL, {"actions": {"*": "rollback"}, "dryRun": True, "reason": "trial first"},
+                            format="json")
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_runbook_policy")
+    assert response.json()["context"]["unknown"] == ["dryRun"]
+    assert not RunbookPolicy.objects.exists() and not AuditEvent.objects.filter(action="model.runbook_policy").exists()
+
+
+def test_an_alert_name_with_a_trailing_newline_is_refused(approver, resnet):
+    response = approver.put(URL, {"actions": {"Burn\n": "rollback"}, "reason": "x"}, format="json")
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_runbook_policy")
+    assert not RunbookPolicy.objects.exists()
 
 
 def test_an_unknown_model_is_a_404(viewer, db):
