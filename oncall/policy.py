@@ -82,6 +82,7 @@ class Situation:
     in_flight: InFlight | None
     production: int | None  # the production version's number
     promoted_at: datetime | None  # when `production` last became production
+    namespace: str = ""  # where the model serves (the rollout in flight's, else the last one's); "" if unknown
 
 
 class Do:
@@ -118,7 +119,9 @@ def decide(policy: Policy, alert: Alert, situation: Situation, now: datetime) ->
       is in flight) is skipped: the canary is not what it blames, and production cannot be rolled back while
       a rollout is in flight anyway;
     - with none in flight, production is rolled back when the alert names it or no version, and it was
-      promoted within the policy's window.
+      promoted within the policy's window;
+    - a `namespace` label other than where the model serves blames another deployment of a model of the
+      same name (another cluster, a staging namespace): skipped.
     """
     action = policy.action_for(alert.name)
     if alert.status == "resolved":
@@ -128,6 +131,9 @@ def decide(policy: Policy, alert: Alert, situation: Situation, now: datetime) ->
     if alert.version_unreadable:
         return Decision(Do.SKIP, action, f"the alert's version label {alert.labels['version'][:64]!r} is no version "
                                          "number; which version it is about is for people to decide")
+    if alert.namespace and situation.namespace and alert.namespace != situation.namespace:
+        return Decision(Do.SKIP, action, f"the alert is about namespace {alert.namespace[:64]!r}; "
+                                         f"{alert.labels['model'][:64]} serves in {situation.namespace!r}")
     flight = situation.in_flight
     if flight is not None and flight.kind != "rollback" and alert.version not in (None, flight.version):
         return Decision(Do.SKIP, action, f"the alert is about v{alert.version}; rollout {flight.pk} is of "

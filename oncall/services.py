@@ -24,7 +24,7 @@ from oncall.policy import DEFAULT_POLICY, Decision, Do, InFlight, Policy, Situat
 from registry import services as registry
 from registry.models import AliasMove, RegisteredModel
 from rollouts import services as rollouts
-from rollouts.choices import ACTIVE
+from rollouts.choices import ACTIVE, Phase
 from rollouts.models import Rollout
 
 log = logging.getLogger(__name__)
@@ -204,9 +204,12 @@ def situation_of(model: RegisteredModel) -> Situation:
     if production is not None:
         promoted = (AliasMove.objects.filter(model=model, alias_name=rollouts.PRODUCTION, to_version=production)
                     .order_by("-at", "-id").values_list("at", flat=True).first())
+    serving = active or (Rollout.objects.filter(model=model, phase=Phase.SUCCEEDED)
+                         .order_by("-finished_at", "-id").first())
     return Situation(
         in_flight=InFlight(active.pk, active.phase, active.kind, active.version.number) if active else None,
-        production=production.number if production else None, promoted_at=promoted)
+        production=production.number if production else None, promoted_at=promoted,
+        namespace=str((serving.traffic or {}).get("namespace", "")) if serving else "")
 
 
 # ------------------------------------------------------------- governance

@@ -100,3 +100,10 @@ def test_a_malformed_policy_is_refused(raw):
     with pytest.raises(InvalidInput) as raised:
         Policy.from_json(raw)
     assert raised.value.code == "invalid_runbook_policy"
+
+
+def test_an_alert_about_another_namespace_leaves_the_model_alone():
+    here = Situation(InFlight(7, "progressing", "canary", 3), 2, NOW - timedelta(days=3), namespace="vision")
+    assert decide(ROLLBACK, firing(namespace="staging"), here, NOW).do == Do.SKIP
+    assert decide(ROLLBACK, firing(namespace="vision"), here, NOW).do == Do.ROLLBACK_ROLLOUT
+    assert decide(ROLLBACK, firing(), here, NOW).do == Do.ROLLBACK_ROLLOUT  # no label: no other deployment named
