@@ -231,6 +231,9 @@ MLCP_GATE_MAX_DELIVERIES = env_int("MLCP_GATE_MAX_DELIVERIES", 3)
 MLCP_VERIFY_TRUST_S = env_int("MLCP_VERIFY_TRUST_S", 3600)
 # Celery beat re-hashes every stored blob not checked within this interval (`manage.py verifyblobs` by hand).
 MLCP_VERIFY_BLOBS_EVERY_S = env_int("MLCP_VERIFY_BLOBS_EVERY_S", 24 * 3600)
+# The same sweep removes blobs that no version or golden set references (a failed upload's bytes) once no
+# upload has claimed them for this long; it must exceed an upload's time from storing its bytes to its row.
+MLCP_ORPHAN_BLOB_GRACE_S = env_int("MLCP_ORPHAN_BLOB_GRACE_S", 3600)
 
 # Governance. The gates every model's policy must keep, whatever an approver sets (quantization stays optional).
 MLCP_MINIMUM_GATES = env_list("MLCP_MINIMUM_GATES", ["validation", "golden_set"])

@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+from django.utils import timezone
 
 from registry.choices import ArtifactFormat, SignatureSource, VersionStatus
 from registry.gate_verdicts import GateVerdict
@@ -56,11 +57,18 @@ class Blob(models.Model):
     It also remembers when its stored bytes were last found to hash to the
     digest, so a Range request can trust a recent check instead of re-reading
     the whole blob, and when they were found altered, so they are never served.
+
+    An upload claims the row (`claimed_at`) before it commits the bytes to the
+    store; a row that nothing references and nobody claimed within
+    MLCP_ORPHAN_BLOB_GRACE_S is removed, bytes and all, by the periodic sweep
+    (`registry.tasks.remove_unreferenced_blobs`).
     """
 
     digest = models.CharField(max_length=64, primary_key=True)
     size = models.BigIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
+    claimed_at = models.DateTimeField(default=timezone.now,
+                                      help_text="when an upload last stored or reused these bytes")
     verified_at = models.DateTimeField(null=True, blank=True)
     tampered_at = models.DateTimeField(null=True, blank=True)
     tampered_digest = models.CharField(max_length=64, blank=True, help_text="what the altered bytes hashed to")

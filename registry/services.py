@@ -14,7 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
-from controlplane.errors import Forbidden, IllegalTransition, IntegrityFailure, InvalidInput, NotFound
+from controlplane.errors import Conflict, Forbidden, IllegalTransition, IntegrityFailure, InvalidInput, NotFound
 from registry import pipeline, signing
 from registry.choices import (CONTROL_TARGETS, CONTROLS, TRANSITIONS, ArtifactFormat, SignatureSource,
                               VersionControl, VersionStatus)
@@ -79,15 +79,15 @@ class VersionMetadata:
 
 
 def ingest_version(model: RegisteredModel, staged: StagedBlob, artifact_name: str, meta: VersionMetadata,
-                   *, actor, declared_digest: str | None = None, bundle_json: str | None = None,
-                   store: BlobStore | None = None) -> ModelVersion:
+                   *, actor, declared_digest: str | None = None, bundle_json: str | None = None) -> ModelVersion:
     """Turn staged bytes into a signed, numbered version; all or nothing.
 
     The blob is made durable and signed (or its client bundle verified)
     before the version row is written in one transaction; any failure
-    removes the staged bytes and leaves no row behind.
+    leaves no version behind. Staged bytes are removed; bytes already
+    committed stay, unreferenced and unreachable, until the sweep removes
+    them (`claim_blob`).
     """
-    store = store or default_store()
     try:
         digest = staged.digest or staged.finish()
         if staged.size == 0:
@@ -106,16 +106,13 @@ def ingest_version(model: RegisteredModel, staged: StagedBlob, artifact_name: st
             verified = signing.VerifiedSignature(digest, signing.active_public_key().key_id,
                                                  signing.active_public_key().name)
             source = SignatureSource.REGISTRY
+        claim_blob(digest, staged.size)
         staged.commit()
     except BaseException:
         staged.discard()
         raise
-    try:
-        return _create_version_row(model, digest, staged.size, artifact_name, meta, graph,
-                                   bundle, source, verified, actor)
-    except BaseException:
-        _drop_unreferenced_blob(store, digest)
-        raise
+    return _create_version_row(model, digest, staged.size, artifact_name, meta, graph,
+                               bundle, source, verified, actor)
 
 
 def _inspect_artifact(staged: StagedBlob, artifact_format: str) -> dict:
@@ -136,7 +133,7 @@ def _inspect_artifact(staged: StagedBlob, artifact_format: str) -> dict:
 @transaction.atomic
 def _create_version_row(model, digest, size, artifact_name, meta, graph, bundle, source, verified, actor):
     model = RegisteredModel.objects.select_for_update().get(pk=model.pk)
-    blob, _ = Blob.objects.get_or_create(digest=digest, defaults={"size": size})
+    blob = _claimed_blob(digest)
     parent = None
     if meta.parent_number is not None:
         parent = ModelVersion.objects.filter(model=model, number=meta.parent_number).first()
@@ -160,9 +157,32 @@ def _create_version_row(model, digest, size, artifact_name, meta, graph, bundle,
     return version
 
 
-def _drop_unreferenced_blob(store: BlobStore, digest: str) -> None:
-    if not Blob.objects.filter(digest=digest).exists():
-        store.delete(digest)
+def claim_blob(digest: str, size: int) -> None:
+    """Mark the blob as about to be referenced; call it before committing the bytes to the store.
+
+    A failed upload never deletes the bytes it committed: another upload of the
+    same bytes may have stored them, or found them stored, and not yet written
+    the row that references them, and no check of the rows could tell (it runs
+    before that row exists). Instead the sweep
+    (`registry.tasks.remove_unreferenced_blobs`) removes a blob that nothing
+    references and no upload claimed within MLCP_ORPHAN_BLOB_GRACE_S. It deletes
+    the row before the bytes, in a transaction that holds the row's lock
+    (PostgreSQL) or fails rather than write over a newer claim (SQLite), so a
+    claim either comes first and the blob is recent, or waits for the sweep and
+    finds no row, and the commit that follows stores the bytes again.
+    """
+    now = timezone.now()
+    if not Blob.objects.filter(digest=digest).update(claimed_at=now):
+        Blob.objects.get_or_create(digest=digest, defaults={"size": size, "claimed_at": now})
+
+
+def _claimed_blob(digest: str) -> Blob:
+    blob = Blob.objects.filter(digest=digest).first()
+    if blob is None:
+        # Only when claiming and registering were further apart than MLCP_ORPHAN_BLOB_GRACE_S.
+        raise Conflict(f"the uploaded bytes sha256:{digest} were removed as unreferenced before they were "
+                       "registered; upload them again", code="upload_expired", digest=digest)
+    return blob
 
 
 def ingest_bytes(model: RegisteredModel, data: bytes, artifact_name: str, meta: VersionMetadata, *,
@@ -171,7 +191,7 @@ def ingest_bytes(model: RegisteredModel, data: bytes, artifact_name: str, meta: 
     store = store or default_store()
     staged = store.stage()
     staged.write(data)
-    return ingest_version(model, staged, artifact_name, meta, actor=actor, store=store)
+    return ingest_version(model, staged, artifact_name, meta, actor=actor)
 
 
 # -------------------------------------------------------------- lifecycle
@@ -382,7 +402,7 @@ def read_verified_artifact(version: ModelVersion, store: BlobStore | None = None
 # -------------------------------------------------------------- golden sets
 
 def register_golden_set(model: RegisteredModel, staged: StagedBlob, *, actor, description: str = "",
-                        make_default: bool = True, reason: str = "", store: BlobStore | None = None) -> GoldenSet:
+                        make_default: bool = True, reason: str = "") -> GoldenSet:
     """Store, sign and describe a labelled .npz set; optionally make it the model's default.
 
     Who may make it the default is the caller's check (GOVERNED_SETTINGS); the change is audited with
@@ -390,7 +410,6 @@ def register_golden_set(model: RegisteredModel, staged: StagedBlob, *, actor, de
     """
     from registry.golden_sets import describe_golden_set
 
-    store = store or default_store()
     try:
         if make_default and _person(actor) is not None:  # a system actor's setup (the demo) has nobody to ask
             _require_reason(reason, "making a golden set the default")
@@ -398,30 +417,28 @@ def register_golden_set(model: RegisteredModel, staged: StagedBlob, *, actor, de
         with staged.open() as fh:
             summary = describe_golden_set(fh)
         bundle = signing.sign_digest(digest, f"{model.name}-golden.npz")
+        claim_blob(digest, staged.size)
         staged.commit()
     except BaseException:
         staged.discard()
         raise
-    try:
-        with transaction.atomic():
-            locked = RegisteredModel.objects.select_for_update().get(pk=model.pk)
-            blob, _ = Blob.objects.get_or_create(digest=digest, defaults={"size": staged.size})
-            last = locked.golden_sets.order_by("-number").values_list("number", flat=True).first() or 0
-            golden = GoldenSet.objects.create(
-                model=locked, number=last + 1, blob=blob, num_examples=summary["num_examples"],
-                input_shape=summary["input_shape"], class_names=summary["class_names"],
-                description=description, signature_bundle=bundle,
-                signer=signing.active_public_key().name,
-                created_by=actor if getattr(actor, "pk", None) else None,
-            )
-            if make_default:
-                _make_default(locked, golden, actor)
-            record_audit(actor, "golden_set.registered", model_name=model.name, digest=digest, reason=reason,
-                         golden_set=golden.number, default=make_default)
-            return golden
-    except BaseException:
-        _drop_unreferenced_blob(store, digest)
-        raise
+    # As for a version, a failure from here on leaves the committed bytes to the sweep (`claim_blob`).
+    with transaction.atomic():
+        locked = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+        blob = _claimed_blob(digest)
+        last = locked.golden_sets.order_by("-number").values_list("number", flat=True).first() or 0
+        golden = GoldenSet.objects.create(
+            model=locked, number=last + 1, blob=blob, num_examples=summary["num_examples"],
+            input_shape=summary["input_shape"], class_names=summary["class_names"],
+            description=description, signature_bundle=bundle,
+            signer=signing.active_public_key().name,
+            created_by=actor if getattr(actor, "pk", None) else None,
+        )
+        if make_default:
+            _make_default(locked, golden, actor)
+        record_audit(actor, "golden_set.registered", model_name=model.name, digest=digest, reason=reason,
+                     golden_set=golden.number, default=make_default)
+        return golden
 
 
 def _make_default(locked: RegisteredModel, golden: GoldenSet, actor) -> None:

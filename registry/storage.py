@@ -1,8 +1,8 @@
 """Content-addressed blob storage: one interface, a filesystem store and an S3 store behind it.
 
 Every store keeps a blob at `sha256/<ab>/<digest>`, hashes bytes while they
-are staged, makes them visible only when committed, keeps the same bytes once,
-and streams them back verified. `default_store()` picks the store that
+are staged, makes them visible only when committed, keeps the same bytes once
+(replacing other bytes found at the address), and streams them back verified. `default_store()` picks the store that
 MLCP_ARTIFACT_STORE names; the S3 store lives in `registry.storage_s3`.
 """
 
@@ -91,7 +91,8 @@ class BlobStore:
         raise NotImplementedError
 
     def open(self, digest: str, start: int = 0, end: int | None = None) -> BinaryIO:
-        """A stream of the blob's bytes from `start`; a missing blob raises NotFound now."""
+        """A stream of the blob's bytes from `start`; a missing blob raises NotFound now, and a `start` at or
+        past the stored end IntegrityFailure (`shorter_than_recorded`)."""
         raise NotImplementedError
 
     def check_writable(self) -> None:
@@ -131,8 +132,11 @@ class BlobStore:
         return _verified_chunks(self.open(digest), digest)
 
     def iter_range(self, digest: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """Stream bytes [start, end] inclusive, one chunk at a time; a missing blob raises NotFound now."""
-        return _range_chunks(self.open(digest, start, end), start, end)
+        """Stream bytes [start, end] inclusive, one chunk at a time; a missing blob raises NotFound now.
+
+        Bytes that end before `end` raise IntegrityFailure instead of ending the stream short.
+        """
+        return _range_chunks(self.open(digest, start, end), digest, start, end)
 
 
 # ------------------------------------------------------------- filesystem
@@ -177,9 +181,13 @@ class FilesystemStagedBlob(StagedBlob):
             self.finish()
         target = self._store.path_for(self.digest)
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
+        if _size_of(target) == self.size:
+            # Taken for the same bytes: re-hashing a large blob on every duplicate upload would cost a
+            # full read. Other bytes of the same size are caught by verified reads and `verifyblobs`.
             os.unlink(self.path)
         else:
+            # Absent, or other bytes at the content address (truncated, planted): the upload's bytes
+            # replace them atomically; a reader holding the old file keeps reading that.
             os.replace(self.path, target)
             _fsync_dir(target.parent)
         self.committed = True
@@ -217,6 +225,9 @@ class FilesystemStore(BlobStore):
         except FileNotFoundError:
             raise NotFound(f"blob sha256:{digest} is missing from storage") from None
         if start:
+            if start >= os.fstat(fh.fileno()).st_size:
+                fh.close()
+                raise shorter_than_recorded(digest, start)
             fh.seek(start)
         return fh
 
@@ -239,6 +250,16 @@ def _altered(digest: str, actual: str) -> IntegrityFailure:
     )
 
 
+def shorter_than_recorded(digest: str | None, position: int) -> IntegrityFailure:
+    """A read the recorded size allows found no byte at `position`: the stored blob was cut short.
+
+    Callers only ask for ranges within the size recorded at upload (the API answers 416 to others).
+    """
+    what = f"stored blob sha256:{digest}" if digest else "a staged upload"
+    return IntegrityFailure(f"{what} ends before byte {position}: it is shorter than was stored",
+                            code="artifact_tampered", digest=digest, position=position)
+
+
 def _verified_chunks(fh: BinaryIO, digest: str) -> Iterator[bytes]:
     hasher = hashlib.sha256()
     with fh:
@@ -255,17 +276,27 @@ def _verified_chunks(fh: BinaryIO, digest: str) -> Iterator[bytes]:
         yield held
 
 
-def _range_chunks(fh: BinaryIO, start: int, end: int | None) -> Iterator[bytes]:
+def _range_chunks(fh: BinaryIO, digest: str, start: int, end: int | None) -> Iterator[bytes]:
     # `fh` is positioned at `start` already; a file would read past `end`, so count.
     with fh:
         remaining = None if end is None else end - start + 1
         while remaining is None or remaining > 0:
             chunk = fh.read(CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining))
             if not chunk:
+                if remaining:
+                    # Ending early would send fewer bytes than the response promised, and say nothing why.
+                    raise shorter_than_recorded(digest, end - remaining + 1)
                 break
             if remaining is not None:
                 remaining -= len(chunk)
             yield chunk
+
+
+def _size_of(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
 
 
 def _fsync_dir(path: Path) -> None:

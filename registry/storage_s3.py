@@ -11,14 +11,19 @@ one part is written once, straight to its content address, with its SHA-256
 as the object's checksum, which S3 verifies. A larger one is a multipart
 upload to `staging/` with each part's SHA-256 checked by S3; committing copies
 it server-side to its content address, asking S3 for the copy's full-object
-SHA-256 and comparing it with the digest hashed on the way in, then deletes
-the staging object. A failed upload is aborted, so no part of it is visible;
-only a crash between finish and commit can leave a `staging/` object behind,
-which a bucket lifecycle rule on that prefix expires.
+SHA-256 (or re-hashing the copy, from a store that answers without one) and
+comparing it with the digest hashed on the way in, then deletes the staging
+object. An object already at the content address is kept only when S3's own
+SHA-256 of it is the digest; otherwise the upload replaces it. A failed upload
+is aborted, so no part of it is visible; a crash between finish and commit, or
+a staging object that could not be deleted after its copy, leaves a `staging/`
+object behind, which a bucket lifecycle rule on that prefix expires.
 
 No botocore exception leaves this module: a missing object is NotFound, a
-full store StorageFull, anything else UpstreamUnavailable
-(`artifact_store_unavailable`), with the details in the log only.
+full store StorageFull, a range past an object's end IntegrityFailure
+(`artifact_tampered`: it is shorter than was stored), anything else
+UpstreamUnavailable (`artifact_store_unavailable`), with the details in the
+log only.
 """
 
 import base64
@@ -37,7 +42,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.core.exceptions import ImproperlyConfigured
 
 from controlplane.errors import IntegrityFailure, MlcpError, NotFound, StorageFull, UpstreamUnavailable
-from registry.storage import CHUNK_SIZE, BlobStore, StagedBlob, blob_key
+from registry.storage import CHUNK_SIZE, BlobStore, StagedBlob, blob_key, shorter_than_recorded
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +66,17 @@ def _b64(digest: bytes) -> str:
 
 
 @contextmanager
-def _s3_errors(action: str, digest: str | None = None):
-    """Turn what boto3 raises into mlcp's domain errors."""
+def _s3_errors(action: str, digest: str | None = None, position: int = 0):
+    """Turn what boto3 raises into mlcp's domain errors; `position` is where a ranged read starts."""
     try:
         yield
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code in _MISSING and digest is not None:
             raise NotFound(f"blob sha256:{digest} is missing from storage") from None
+        if code == "InvalidRange":
+            # 416: the range starts past the object's end, yet lies within the size recorded at upload.
+            raise shorter_than_recorded(digest, position) from None
         if code in _FULL:
             raise StorageFull("artifact storage is full; nothing was stored") from None
         log.error("artifact store: %s failed: %s", action, exc)
@@ -147,17 +155,25 @@ class S3StagedBlob(StagedBlob):
         if self.digest is None:
             self.finish()
         store, target = self._store, self._store.key(blob_key(self.digest))
-        if not store.exists(self.digest):
+        if not store.holds_intact(self.digest):
+            # Absent, or an object S3 cannot vouch for (altered, planted, or copied in parts): replaced.
             if self._upload_id is None:
                 with _s3_errors("storing a blob"):
-                    # S3 refuses the bytes unless they hash to the checksum: the digest we computed.
+                    # S3 refuses the bytes unless they hash to the checksum: the digest we computed. Naming
+                    # the algorithm too has S3 keep the checksum with the object, for `holds_intact`.
                     store.client.put_object(Bucket=store.bucket, Key=target, Body=self._buffer,
+                                            ChecksumAlgorithm="SHA256",
                                             ChecksumSHA256=_b64(bytes.fromhex(self.digest)))
             else:
                 store.copy(self.key, target, self.size, self.digest)
-        self._drop_staging()
         self._buffer = bytearray()
         self.committed = True
+        try:
+            self._drop_staging()
+        except MlcpError:
+            # The blob is in place, so the upload succeeded; failing it now would leave a version-less
+            # blob behind and the client retrying for nothing. The lifecycle rule expires `staging/`.
+            log.warning("artifact store: staging %s could not be removed after commit", self.key)
 
     def discard(self) -> None:
         if self.committed:
@@ -212,6 +228,21 @@ class S3Store(BlobStore):
             return False
         return True
 
+    def holds_intact(self, digest: str) -> bool:
+        """Whether the blob is stored with S3's own SHA-256 of it equal to the digest.
+
+        S3 computed that checksum from the bytes it received (or refused them), so an object put there
+        by other means, with other bytes, cannot carry it. Objects copied in parts (over COPY_LIMIT) have
+        no whole-object SHA-256 and are stored again by every upload of the same bytes.
+        """
+        try:
+            with _s3_errors("looking up a blob", digest):
+                head = self.client.head_object(Bucket=self.bucket, Key=self.key(blob_key(digest)),
+                                               ChecksumMode="ENABLED")
+        except NotFound:
+            return False
+        return head.get("ChecksumSHA256") == _b64(bytes.fromhex(digest))
+
     def delete(self, digest: str) -> None:
         with _s3_errors("deleting a blob"):
             self.client.delete_object(Bucket=self.bucket, Key=self.key(blob_key(digest)))
@@ -219,7 +250,7 @@ class S3Store(BlobStore):
     def open(self, digest: str, start: int = 0, end: int | None = None):
         key = self.key(blob_key(digest))
         extra = {"Range": f"bytes={start}-{'' if end is None else end}"} if start or end is not None else {}
-        with _s3_errors("reading a blob", digest):
+        with _s3_errors("reading a blob", digest, start):
             body = self.client.get_object(Bucket=self.bucket, Key=key, **extra)["Body"]
         return _TranslatedBody(body, digest)
 
@@ -245,12 +276,25 @@ class S3Store(BlobStore):
             copied = self.client.copy_object(Bucket=self.bucket, Key=target, ChecksumAlgorithm="SHA256",
                                              CopySource={"Bucket": self.bucket, "Key": source})
         checksum = copied.get("CopyObjectResult", {}).get("ChecksumSHA256")
-        if checksum and checksum != _b64(bytes.fromhex(digest)):
+        if checksum and "-" not in checksum:
+            actual = base64.b64decode(checksum).hex()
+        else:
+            # A store that answers without a whole-object checksum vouches for nothing: read the copy back.
+            actual = self._sha256_of(target, digest)
+        if actual != digest:
             with _s3_errors("removing a bad copy"):
                 self.client.delete_object(Bucket=self.bucket, Key=target)
-            actual = base64.b64decode(checksum).hex()
             raise IntegrityFailure(f"the artifact store holds other bytes than were uploaded (sha256:{actual}, "
                                    f"not sha256:{digest}); nothing was stored", expected=digest, actual=actual)
+
+    def _sha256_of(self, key: str, digest: str) -> str:
+        with _s3_errors("reading back a copy", digest):
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        hasher = hashlib.sha256()
+        with _TranslatedBody(body, digest) as fh:
+            for chunk in iter(lambda: fh.read(CHUNK_SIZE), b""):
+                hasher.update(chunk)
+        return hasher.hexdigest()
 
     def _copy_in_parts(self, source: str, target: str, size: int) -> None:
         with _s3_errors("copying a staged blob in parts"):
@@ -321,7 +365,7 @@ class _RangedObject(io.RawIOBase):
         if wanted <= 0:
             return 0
         last = self._position + wanted - 1
-        with _s3_errors("reading a staged blob"):
+        with _s3_errors("reading a staged blob", position=self._position):
             data = self._store.client.get_object(Bucket=self._store.bucket, Key=self._key,
                                                  Range=f"bytes={self._position}-{last}")["Body"].read()
         buffer[:len(data)] = data

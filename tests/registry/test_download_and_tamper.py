@@ -63,6 +63,14 @@ def test_unsatisfiable_range_is_416(viewer, version):
     assert response["Content-Range"] == f"bytes */{len(version['bytes'])}"
 
 
+def test_range_past_the_end_of_a_truncated_blob_is_409_artifact_tampered(viewer, version, isolated_artifacts):
+    Blob.objects.filter(pk=version["digest"]).update(verified_at=timezone.now())  # a recent check vouches for it
+    isolated_artifacts.overwrite(version["digest"], version["bytes"][:10])
+    response = viewer.get("/api/v1/models/resnet/versions/1/artifact", HTTP_RANGE="bytes=20-29")
+    assert response.status_code == 409
+    assert response.json()["code"] == "artifact_tampered"
+
+
 def test_verify_endpoint_reports_an_intact_version(viewer, version):
     response = viewer.get("/api/v1/models/resnet/versions/1/verify")
     assert response.status_code == 200
@@ -167,7 +175,7 @@ def test_restored_bytes_are_served_again_after_verifyblobs(flip_one_byte, viewer
 def test_periodic_task_marks_tampered_blobs(flip_one_byte, version):
     flip_one_byte(version["digest"])
     result = verify_blobs.apply().get()
-    assert result == {"checked": 1, "tampered": [version["digest"]], "missing": []}
+    assert result == {"checked": 1, "tampered": [version["digest"]], "missing": [], "removed": []}
     assert Blob.objects.get(pk=version["digest"]).is_tampered
 
 

@@ -8,6 +8,7 @@ import io
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import EndpointConnectionError
 from botocore.stub import Stubber
 from django.core.exceptions import ImproperlyConfigured
 
@@ -37,6 +38,26 @@ def _parts_in_progress(area) -> int:
     uploads = area.client.list_multipart_uploads(Bucket=area.bucket, Prefix=f"{area.prefix}/").get("Uploads", [])
     return sum(len(area.client.list_parts(Bucket=area.bucket, Key=u["Key"], UploadId=u["UploadId"]).get("Parts", []))
                for u in uploads)
+
+
+def _staged_with_other_bytes_under_its_staging_key(area, data: bytes):
+    staged = default_store().stage()
+    _write(staged, data)
+    staged.finish()
+    area.client.put_object(Bucket=area.bucket, Key=staged.key, Body=b"other bytes")
+    return staged
+
+
+def _without_copy_checksums(store, monkeypatch):
+    # S3-compatible stores that predate additional checksums answer CopyObject without one.
+    real_copy = store.client.copy_object
+
+    def copy_object(**params):
+        answer = real_copy(**params)
+        answer.get("CopyObjectResult", {}).pop("ChecksumSHA256", None)
+        return answer
+
+    monkeypatch.setattr(store.client, "copy_object", copy_object)
 
 
 def test_the_default_store_is_s3_when_mlcp_artifact_store_names_a_bucket(isolated_artifacts):
@@ -73,7 +94,7 @@ def test_a_one_part_blob_is_put_with_its_sha256_as_the_checksum_s3_verifies():
     with Stubber(client) as stub:
         stub.add_client_error("head_object", "404", http_status_code=404)
         stub.add_response("put_object", {}, expected_params={
-            "Bucket": "bucket", "Key": f"prefix/{blob_key(digest)}", "Body": b"bytes",
+            "Bucket": "bucket", "Key": f"prefix/{blob_key(digest)}", "Body": b"bytes", "ChecksumAlgorithm": "SHA256",
             "ChecksumSHA256": base64.b64encode(bytes.fromhex(digest)).decode()})
         assert store.put_bytes(b"bytes") == digest
         stub.assert_no_pending_responses()
@@ -124,16 +145,62 @@ def test_staged_bytes_can_be_read_back_before_they_are_committed(isolated_artifa
 
 
 def test_a_copy_whose_checksum_is_not_the_digest_is_refused_and_removed(isolated_artifacts):
-    staged = default_store().stage()
-    data = _bytes(PART_SIZE + MIB)
-    _write(staged, data)
-    staged.finish()
     # Other bytes under the staging key stand in for corruption between upload and copy.
-    isolated_artifacts.client.put_object(Bucket=isolated_artifacts.bucket, Key=staged.key, Body=b"other bytes")
+    staged = _staged_with_other_bytes_under_its_staging_key(isolated_artifacts, _bytes(PART_SIZE + MIB))
     with pytest.raises(IntegrityFailure):
         staged.commit()
     staged.discard()
     assert isolated_artifacts.files() == []
+
+
+def test_a_copy_answered_without_a_checksum_is_read_back_and_refused_when_it_holds_other_bytes(isolated_artifacts,
+                                                                                                monkeypatch):
+    staged = _staged_with_other_bytes_under_its_staging_key(isolated_artifacts, _bytes(PART_SIZE + MIB))
+    _without_copy_checksums(default_store(), monkeypatch)
+    with pytest.raises(IntegrityFailure):
+        staged.commit()
+    staged.discard()
+    assert isolated_artifacts.files() == []
+
+
+def test_a_copy_answered_without_a_checksum_is_kept_when_it_hashes_to_the_digest(isolated_artifacts, monkeypatch):
+    data = _bytes(PART_SIZE + MIB)
+    _without_copy_checksums(default_store(), monkeypatch)
+    digest = default_store().put_bytes(data)
+    assert isolated_artifacts.read(digest) == data
+
+
+def test_a_staging_object_that_cannot_be_removed_after_the_copy_does_not_fail_the_commit(isolated_artifacts,
+                                                                                          monkeypatch):
+    store = default_store()
+    data = _bytes(PART_SIZE + MIB, seed=3)
+    staged = store.stage()
+    _write(staged, data)
+    staged.finish()
+
+    def unreachable(**params):
+        raise EndpointConnectionError(endpoint_url="http://s3.internal:9000")
+
+    monkeypatch.setattr(store.client, "delete_object", unreachable)
+    staged.commit()
+    staged.discard()  # what a caller's error path does; the committed blob stays
+    monkeypatch.undo()
+    assert isolated_artifacts.read(staged.digest) == data
+    assert len(isolated_artifacts.staging()) == 1  # left for the bucket's lifecycle rule
+
+
+@pytest.mark.parametrize("size", [1000, PART_SIZE + 1], ids=["one-part", "multipart"])
+def test_a_blob_s3_holds_with_its_sha256_is_not_stored_again(isolated_artifacts, monkeypatch, size):
+    store = default_store()
+    data = _bytes(size)
+    store.put_bytes(data)
+
+    def refuse(**params):
+        raise AssertionError("the same bytes were written again")
+
+    monkeypatch.setattr(store.client, "put_object", refuse)
+    monkeypatch.setattr(store.client, "copy_object", refuse)
+    assert store.put_bytes(data) == hashlib.sha256(data).hexdigest()
 
 
 def test_a_blob_over_the_copy_limit_is_copied_in_parts(isolated_artifacts, monkeypatch):

@@ -1,4 +1,5 @@
-"""`manage.py verifyblobs`: re-hash stored blobs now, mark altered ones tampered, fail when any are."""
+"""`manage.py verifyblobs`: remove unreferenced blobs past their grace, re-hash stored blobs now, mark altered
+ones tampered, fail when any are."""
 
 from django.core.management.base import BaseCommand, CommandError
 from django.template.defaultfilters import filesizeformat
@@ -7,7 +8,8 @@ from registry.tasks import verify_stored_blobs
 
 
 class Command(BaseCommand):
-    help = ("Re-hash stored blobs and mark those whose bytes no longer match their digest as tampered "
+    help = ("Remove blobs that nothing references and no upload claimed within MLCP_ORPHAN_BLOB_GRACE_S, then "
+            "re-hash stored blobs and mark those whose bytes no longer match their digest as tampered "
             "(refused for download). Exits non-zero when any blob is tampered or missing.")
 
     def add_arguments(self, parser):
@@ -27,7 +29,10 @@ class Command(BaseCommand):
                                           if outcome == "tampered" else ""))
 
         sweep = verify_stored_blobs(older_than, progress=progress)
-        summary = f"{sweep.checked} blobs verified: {len(sweep.tampered)} tampered, {len(sweep.missing)} missing"
+        for digest in sweep.removed:
+            self.stdout.write(f"sha256:{digest}: removed (unreferenced)")
+        summary = (f"{sweep.checked} blobs verified: {len(sweep.tampered)} tampered, {len(sweep.missing)} missing; "
+                   f"{len(sweep.removed)} unreferenced removed")
         if not sweep.ok:
             raise CommandError(summary)
         self.stdout.write(self.style.SUCCESS(summary))
