@@ -22,8 +22,10 @@ DEPLOYMENTS = "apps/v1/deployments"
 SERVER_IMAGE = "mlcp/serve:dev"
 # Analysis sized for Prometheus scraping every second and steps of seconds:
 # windows of at least 5 scrapes, and few requests before a step may pass.
-# Seconds-long steps judge p95 on a few dozen requests: only a clear latency gap counts.
-LIVE_ANALYSIS = {"min_window_s": 5, "min_requests": 20, "hold_budget_s": 60, "min_latency_gap_ms": 50}
+LIVE_ANALYSIS = {"min_window_s": 5, "min_requests": 20, "hold_budget_s": 60}
+# The same, judging the predicted-class mix too (a canary of the same model that may answer differently).
+LIVE_ANALYSIS_WITH_CLASSES = {**LIVE_ANALYSIS, "checks": ["burn_rate", "canary_vs_stable_errors", "latency_p95",
+                                                          "traffic_split", "class_mix"]}
 
 
 # ------------------------------------------------------------- the cluster
@@ -97,6 +99,17 @@ def serve_version(version, directory: Path, track: str, *, fault_error_rate: flo
         extra += ["--fault-error-rate", str(fault_error_rate)]
     return ServeProcess(artifact, bundle, [key], model=version.model.name, version=str(version.number),
                         track=track, extra_args=extra).start()
+
+
+def never_predict(server: ServeProcess, klass: int | None) -> dict:
+    """Make a running `mlcp serve` answer the runner-up wherever `klass` would win (None: stop)."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(f"{server.url}/admin/fault", data=json.dumps({"never_class": klass}).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.load(response)
 
 
 # ---------------------------------------------------------------- driving

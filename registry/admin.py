@@ -40,6 +40,14 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     list_filter = ["status", "format", "model"]
     search_fields = ["model__name", "blob__digest", "git_commit"]
 
+    class Media:
+        # The signature bundle is one long line of JSON and base64: without this the page is 8,000 px wide.
+        css = {"all": ["ui/admin.css"]}
+
+
+# Django's default plural of "alias" is "aliass"; set here rather than in Meta, which would need a migration.
+Alias._meta.verbose_name_plural = "aliases"
+
 
 @admin.register(Alias)
 class AliasAdmin(ReadOnlyAdmin):

@@ -31,7 +31,7 @@ from rollouts import services
 from rollouts.analysis import Verdict
 from rollouts.choices import ACTIVE, Phase
 from rollouts.liveness import observe_tick
-from rollouts.metrics import MetricsUnavailable, analyze
+from rollouts.metrics import MetricsUnavailable, analysed_steps_of, analyze_tick
 from rollouts.models import AnalysisRun, ControllerLease, Rollout
 from rollouts.strategy import Step
 
@@ -153,6 +153,9 @@ def plan(state: RolloutState, observed: Observed) -> Action:
         if analysis.verdict == Verdict.FAIL:
             return act(Do.ROLL_BACK, f"analysis failed at step {index} ({step.weight}%): {analysis.reason}",
                        analysis=analysis)
+        if analysis.verdict == Verdict.INVALID:
+            # The canary does not get the share it was set to: nothing it shows may promote it.
+            return hold(f"analysis invalid: {analysis.reason}", analysis)
         if analysis.verdict != Verdict.PASS:
             return hold(f"analysis inconclusive: {analysis.reason}", analysis)
     pause_until = (state.step_started_at or observed.now) + timedelta(seconds=step.pause_s)
@@ -273,9 +276,10 @@ class Controller:
         if not (step.analysis and observed.canary_ready and observed.canary_version == state.canary_version):
             return observed
         try:
-            report = analyze(self.provider, services.analysis_of(rollout).config, rollout.model.name,
-                             state.canary_version, state.stable_version or stable.version or "none", now,
-                             timedelta(seconds=max(1, step.pause_s)), step_started_at=state.step_started_at)
+            report = analyze_tick(self.provider, services.analysis_of(rollout).config, rollout.model.name,
+                                  state.canary_version, state.stable_version or stable.version or "none",
+                                  step=step, traffic=traffic, step_started_at=state.step_started_at, now=now,
+                                  analysed_steps=analysed_steps_of(state.steps))
         except MetricsUnavailable as exc:
             return replace(observed, metrics_error=f"Prometheus unavailable: {exc.detail}")
         outcome = AnalysisOutcome(report.verdict, report.reason, report.evidence())

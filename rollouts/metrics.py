@@ -1,11 +1,15 @@
 """Where the rollout analysis gets its numbers: a metrics provider behind a
-narrow interface (Prometheus in production and tests), and `analyze`, which
-runs every check on one observation and keeps the queries as evidence.
+narrow interface (Prometheus in production and tests); `analyze`, which
+runs the policy's checks on one observation and keeps the queries as
+evidence; and `analyze_tick`, the one analysis of a controller tick that
+the controller, a replay and a backtest all run.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +21,7 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from urllib3.util.retry import Retry
 
 from controlplane.errors import UpstreamUnavailable
+from k8s import RouterTarget, build_router
 from rollouts.analysis import (
     AnalysisConfig,
     CheckResult,
@@ -24,11 +29,17 @@ from rollouts.analysis import (
     Verdict,
     check_burn_rate,
     check_canary_errors,
+    check_class_mix,
     check_latency,
+    check_traffic_split,
     combine,
+    quantile_from_buckets,
     scaled_burn_windows,
+    series_increase,
 )
 from rollouts.analysis.result import to_json_value
+from rollouts.analysis.verdict import BURN_RATE, CLASS_MIX, ERRORS, LATENCY, TRAFFIC_SPLIT
+from rollouts.strategy import Step
 
 CANARY, STABLE = "canary", "stable"
 
@@ -41,39 +52,36 @@ class MetricsUnavailable(UpstreamUnavailable):
 
 @dataclass(frozen=True)
 class PromQLTemplates:
-    """PromQL for one arm (model, version, track) over one window.
+    """PromQL for one arm (model, version, track) at one instant.
 
-    ``$selector`` becomes ``model="..",version="..",track=".."`` and ``$window``
-    a range such as ``600s``. The errors query adds ``0 * requests`` so that an
-    arm with traffic but no failed request yet reads 0, while an arm with no
-    series at all still reads no data.
+    ``$selector`` becomes ``model="..",version="..",track=".."`` and
+    ``$lookback`` a range such as ``900s``. The query reads the raw values of
+    every counter the analysis needs (requests by code, latency buckets by
+    ``le``, predictions by class), each series' last sample in the lookback;
+    `rollouts.analysis.counts` turns two instants into a window's counts.
     """
 
-    requests: str = "sum(increase(mlcp_model_requests_total{$selector}[$window]))"
-    errors: str = (
-        'sum(increase(mlcp_model_requests_total{$selector,code=~"$error_codes"}[$window]))'
-        " or 0 * sum(increase(mlcp_model_requests_total{$selector}[$window]))"
-    )
-    p95: str = (
-        "histogram_quantile(0.95, sum by (le) "
-        "(rate(mlcp_model_request_duration_seconds_bucket{$selector}[$window])))"
+    counters: str = (
+        'last_over_time({__name__=~"mlcp_model_requests_total|mlcp_model_request_duration_seconds_bucket'
+        '|mlcp_model_predictions_total",$selector}[$lookback])'
     )
     error_codes: str = "5.."
+    # A series' last sample before a window's start may be this much older than the window.
+    lookback_margin_s: float = 300.0
 
-    def render(self, template: str, model: str, version: str, track: str, window_s: float) -> str:
-        """Fill one template for one arm and window."""
+    def render(self, template: str, model: str, version: str, track: str, lookback_s: float) -> str:
+        """Fill one template for one arm and lookback."""
         selector = ",".join(
             f'{label}="{_escape(value)}"'
             for label, value in (("model", model), ("version", version), ("track", track))
         )
-        return string.Template(template).substitute(
-            selector=selector, window=f"{int(round(window_s))}s", error_codes=self.error_codes
-        )
+        return string.Template(template).substitute(selector=selector, lookback=f"{int(math.ceil(lookback_s))}s")
 
 
 @dataclass(frozen=True)
 class QueryRecord:
-    """One query as sent, and what came back (None: no series or NaN)."""
+    """One query as sent, and what came back: ``value`` the arm's request counter
+    (summed over its series; None: no series), ``raw`` its sums by code as JSON."""
 
     name: str
     query: str
@@ -82,13 +90,42 @@ class QueryRecord:
 
 
 @dataclass(frozen=True)
+class ArmWindow:
+    """What one arm counted in one window: requests, failed requests, cumulative
+    latency buckets (upper bound in seconds -> requests) and predictions by class."""
+
+    requests: float
+    errors: float
+    latency_buckets: dict[float, float]
+    classes: dict[str, float]
+
+
+@dataclass(frozen=True)
 class ArmObservation:
-    """One arm's numbers: request counts per window (seconds) and p95 in seconds."""
+    """One arm's numbers: counts per window (seconds) and the step window's p95 in seconds."""
 
     track: str
     version: str
-    counts: dict[float, RequestCounts | None]
-    p95_s: float | None
+    windows: dict[float, ArmWindow | None]
+    latency_window_s: float
+
+    @property
+    def counts(self) -> dict[float, RequestCounts | None]:
+        """Requests and errors per window, as the burn-rate check reads them."""
+        return {w: None if a is None else RequestCounts(a.requests, a.errors) for w, a in self.windows.items()}
+
+    @property
+    def step(self) -> ArmWindow | None:
+        """The step window's counts."""
+        return self.windows.get(self.latency_window_s)
+
+    @property
+    def p95_s(self) -> float | None:
+        step = self.step
+        if step is None or not step.latency_buckets:
+            return None
+        p95 = quantile_from_buckets(0.95, step.latency_buckets.items())
+        return None if math.isnan(p95) else p95
 
 
 @dataclass(frozen=True)
@@ -119,8 +156,10 @@ class MetricsProvider(Protocol):
 
 
 class PrometheusMetricsProvider:
-    """Reads request counters and latency histograms from Prometheus' HTTP API,
-    evaluated at an explicit instant so a past decision can be replayed."""
+    """Reads request counters, latency histograms and prediction counters from
+    Prometheus' HTTP API as raw values at explicit instants (the end of the
+    windows and each window's start), so a past decision can be replayed and a
+    series born mid-window is counted in full."""
 
     def __init__(self, url: str, timeout_s: float = 5.0, templates: PromQLTemplates | None = None):
         self.url = url.rstrip("/")
@@ -148,10 +187,10 @@ class PrometheusMetricsProvider:
     ) -> Observation:
         """Query both arms at ``at``; raises `MetricsUnavailable` if Prometheus fails."""
         at = _aware(at)
-        windows = tuple(sorted({float(w) for w in windows_s}))
+        windows = tuple(sorted({float(w) for w in windows_s} | {float(latency_window_s)}))
         records: list[QueryRecord] = []
         arms = {
-            track: self._observe_arm(model, version, track, at, windows, latency_window_s, records)
+            track: self._observe_arm(model, version, track, at, windows, float(latency_window_s), records)
             for track, version in ((CANARY, canary_version), (STABLE, stable_version))
         }
         return Observation(
@@ -165,35 +204,62 @@ class PrometheusMetricsProvider:
         )
 
     def _observe_arm(self, model, version, track, at, windows, latency_window_s, records) -> ArmObservation:
-        counts = {}
+        # One lookback for every instant: a series seen at the end is then also
+        # seen at a window's start if it had a sample before it (never mistaken for newborn).
+        lookback_s = max(windows) + self.templates.lookback_margin_s
+        query = self.templates.render(self.templates.counters, model, version, track, lookback_s)
+        end = self._values(f"{track}.counters@end", query, at, records)
+        out = {}
         for window_s in windows:
-            total = self._query(f"{track}.requests.{window_s:.0f}s", self.templates.requests,
-                                model, version, track, window_s, at, records)
-            errors = self._query(f"{track}.errors.{window_s:.0f}s", self.templates.errors,
-                                 model, version, track, window_s, at, records)
-            counts[window_s] = None if total is None or errors is None else RequestCounts(total, errors)
-        p95 = self._query(f"{track}.p95.{latency_window_s:.0f}s", self.templates.p95,
-                          model, version, track, latency_window_s, at, records)
-        return ArmObservation(track=track, version=version, counts=counts, p95_s=p95)
+            start = self._values(f"{track}.counters@-{window_s:.0f}s", query, at - timedelta(seconds=window_s),
+                                 records)
+            out[window_s] = self._window(series_increase(start, end))
+        return ArmObservation(track=track, version=version, windows=out, latency_window_s=latency_window_s)
 
-    def _query(self, name, template, model, version, track, window_s, at, records) -> float | None:
-        query = self.templates.render(template, model, version, track, window_s)
+    def _window(self, increases: dict) -> ArmWindow | None:
+        requests, errors, buckets, classes, any_requests = 0.0, 0.0, {}, {}, False
+        error_code = re.compile(self.templates.error_codes)
+        for labels, value in increases.items():
+            labels = dict(labels)
+            if "le" in labels:
+                le = float(labels["le"])
+                buckets[le] = buckets.get(le, 0.0) + value
+            elif "class" in labels:
+                classes[labels["class"]] = classes.get(labels["class"], 0.0) + value
+            elif "code" in labels:
+                any_requests = True
+                requests += value
+                if error_code.fullmatch(labels["code"]):
+                    errors += value
+        # No request series at all is no data, never zero requests.
+        return ArmWindow(requests, errors, buckets, classes) if any_requests else None
+
+    def _query(self, query: str, at: datetime) -> list[dict]:
+        """The one HTTP call: an instant query's result rows at `at`."""
         params = {"time": f"{at.timestamp():.3f}", "timeout": f"{max(1, int(self.timeout_s * 1000))}ms"}
         try:
-            result = self._client.custom_query(query, params=params)
+            return self._client.custom_query(query, params=params)
         except (requests.RequestException, PrometheusApiClientException, ValueError) as exc:
             raise MetricsUnavailable(
                 f"Prometheus at {self.url} did not answer a query: {exc}", url=self.url, query=query
             ) from exc
-        if len(result) > 1:
-            raise MetricsUnavailable(
-                f"expected one series from Prometheus, got {len(result)}",
-                code="metrics_unexpected_shape", url=self.url, query=query,
-            )
-        raw = result[0]["value"][1] if result else None
-        value = None if raw is None or math.isnan(float(raw)) else float(raw)
-        records.append(QueryRecord(name=name, query=query, value=value, raw=raw))
-        return value
+
+    def _values(self, name, query, at, records) -> dict[frozenset, float]:
+        """Each series' raw value at `at` (its labels without the name), recorded as evidence."""
+        values, by_code = {}, {}
+        for row in self._query(query, at) or ():
+            labels = frozenset((k, v) for k, v in row["metric"].items() if k != "__name__")
+            value = float(row["value"][1])
+            if math.isnan(value):
+                continue
+            values[labels] = value
+            code = row["metric"].get("code")
+            if code is not None and "le" not in row["metric"]:
+                by_code[code] = by_code.get(code, 0.0) + value
+        total = sum(by_code.values()) if by_code else None
+        records.append(QueryRecord(name=name, query=f"{query} @ {at.timestamp():.3f}", value=total,
+                                   raw=json.dumps(dict(sorted(by_code.items()))) if by_code else None))
+        return values
 
 
 @dataclass(frozen=True)
@@ -209,6 +275,8 @@ class AnalysisReport:
     reason: str
     checks: tuple[CheckResult, ...]
     observation: Observation
+    intended_share: float | None = None
+    observed_share: float | None = None
 
     def evidence(self) -> dict:
         """Everything needed to audit or replay the decision, as plain JSON values."""
@@ -217,7 +285,10 @@ class AnalysisReport:
             "canary_version": self.canary_version,
             "stable_version": self.stable_version,
             "at": self.at.isoformat(),
+            "evaluated_at": self.observation.at.isoformat(),
             "step_window_s": self.step_window_s,
+            "intended_share": self.intended_share,
+            "observed_share": self.observed_share,
             "verdict": self.verdict.value,
             "reason": self.reason,
             "checks": [c.evidence() for c in self.checks],
@@ -235,48 +306,81 @@ def analyze(
     step_duration: timedelta,
     *,
     step_started_at: datetime | None = None,
+    intended_share: float | None = None,
+    analysed_steps: int = 1,
 ) -> AnalysisReport:
-    """Run burn rate, canary-vs-stable errors and latency on one observation.
+    """Run the checks ``config.checks`` names on one observation.
 
-    Burn windows are scaled from ``step_duration``. The sequential test and
-    latency look at the step's window: ``step_duration``, or only the time
-    since ``step_started_at`` when given (the error split assumes one traffic
-    share, so counts from the previous step must not leak in).
+    Burn windows are scaled from ``step_duration``. The sequential tests and
+    the split guard look at the step's window: ``step_duration``, or only the
+    time since ``step_started_at`` when given (the tests assume one traffic
+    share, so counts from the previous step must not leak in; its window
+    starts at the last scrape at or before the step's start). Queries are
+    evaluated ``config.evaluation_delay_s`` before ``at``. ``intended_share``
+    is the canary's share of traffic the router was set to (None: the split
+    guard does not run); every test uses the share the canary really served.
+    Each step starts its tests afresh, so a rollout of ``analysed_steps``
+    steps gives each step's tests ``1 / analysed_steps`` of their alpha: the
+    chance that any test ever fails a good canary in the whole rollout stays
+    at most ``config.alpha``.
     """
+    test_alpha = config.alpha_per_test / max(1, analysed_steps)
     at = _aware(at)
+    evaluated_at = at - timedelta(seconds=config.evaluation_delay_s)
     step_window_s = step_duration.total_seconds()
     if step_started_at is not None:
-        since_start = (at - _aware(step_started_at)).total_seconds()
-        step_window_s = max(config.min_window_s, min(step_window_s, since_start))
-    step_window_s = float(round(step_window_s))
+        # Never reach back into the previous step, even for a window too short to hold much:
+        # its counts were served at another share. A short window only holds too few requests.
+        since_start = (evaluated_at - _aware(step_started_at)).total_seconds()
+        step_window_s = min(step_window_s, since_start)
+    step_window_s = float(max(1, round(step_window_s)))
     burn_windows = scaled_burn_windows(step_duration, config.burn_policies, config.min_window_s)
     windows = {w for pair in burn_windows for w in (pair.long_s, pair.short_s)} | {step_window_s}
-    observation = provider.observe(model, canary_version, stable_version, at, sorted(windows), step_window_s)
+    observation = provider.observe(model, canary_version, stable_version, evaluated_at, sorted(windows),
+                                   step_window_s)
 
-    canary_step = observation.canary.counts.get(step_window_s)
-    stable_step = observation.stable.counts.get(step_window_s)
-    checks = (
-        check_burn_rate(config.slo_target, burn_windows, observation.canary.counts, config.min_requests),
-        check_canary_errors(
+    canary_step, stable_step = observation.canary.step, observation.stable.step
+    share = _canary_share(canary_step, stable_step)
+    ran = {
+        BURN_RATE: lambda: check_burn_rate(config.slo_target, burn_windows, observation.canary.counts,
+                                           config.min_requests),
+        ERRORS: lambda: check_canary_errors(
             canary_step.errors if canary_step else None,
             stable_step.errors if stable_step else None,
-            _canary_share(canary_step, stable_step),
-            canary_step.total if canary_step else None,
-            alpha=config.alpha,
+            share,
+            canary_step.requests if canary_step else None,
+            alpha=test_alpha,
             min_requests=config.min_requests,
             pass_at_or_below_bayes_factor=config.pass_at_or_below_bayes_factor,
         ),
-        check_latency(
-            observation.canary.p95_s,
-            observation.stable.p95_s,
+        LATENCY: lambda: check_latency(
+            canary_step.latency_buckets if canary_step else None,
+            stable_step.latency_buckets if stable_step else None,
+            share,
             threshold_ms=config.latency_threshold_ms,
-            max_ratio_to_stable=config.max_latency_ratio,
-            min_gap_ms=config.min_latency_gap_ms,
-            canary_requests=canary_step.total if canary_step else None,
+            alpha=test_alpha,
+            min_requests=config.min_requests,
+            pass_at_or_below_bayes_factor=config.pass_at_or_below_bayes_factor,
+        ),
+        TRAFFIC_SPLIT: lambda: check_traffic_split(
+            canary_step.requests if canary_step else None,
+            stable_step.requests if stable_step else None,
+            intended_share,
+            alpha=config.alpha,
+            tolerance=config.split_tolerance,
             min_requests=config.min_requests,
         ),
-    )
-    combined = combine(checks)
+        CLASS_MIX: lambda: check_class_mix(
+            canary_step.classes if canary_step else None,
+            stable_step.classes if stable_step else None,
+            alpha=test_alpha,
+            min_requests=config.min_requests,
+            prior_share=intended_share,
+        ),
+    }
+    if intended_share is None:  # no router setting to hold the split against (a replay given only versions)
+        del ran[TRAFFIC_SPLIT]
+    combined = combine([ran[name]() for name in ran if name in config.checks])
     return AnalysisReport(
         model=model,
         canary_version=canary_version,
@@ -287,15 +391,56 @@ def analyze(
         reason=combined.reason,
         checks=combined.checks,
         observation=observation,
+        intended_share=intended_share,
+        observed_share=share,
     )
 
 
-def _canary_share(canary: RequestCounts | None, stable: RequestCounts | None) -> float | None:
+def intended_canary_share(traffic: RouterTarget, weight: int) -> float:
+    """The share of traffic the router sets for a step's weight: replica ratios round
+    (25% of 10 pods is 3 pods, 30%); a route's weight is exact."""
+    route = build_router(traffic, None).expected(weight)
+    pods = route.stable_weight + route.canary_weight
+    return route.canary_weight / pods if pods else 0.0
+
+
+def analyze_tick(
+    provider: MetricsProvider,
+    config: AnalysisConfig,
+    model: str,
+    canary_version: str,
+    stable_version: str,
+    *,
+    step: Step,
+    traffic: RouterTarget,
+    step_started_at: datetime | None,
+    now: datetime,
+    analysed_steps: int = 1,
+) -> AnalysisReport:
+    """The one analysis of a controller tick at `now` in `step`: what the controller
+    runs, and what a replay and a backtest run to decide the same way.
+
+    Burn windows scale from the step's pause, the tests count from the
+    step's start, and the split guard expects the share the router sets for
+    the step's weight; ``analysed_steps`` is how many steps of the rollout are
+    analysed (`analysed_steps_of`), among which the tests' alpha is spent.
+    """
+    return analyze(provider, config, model, canary_version, stable_version, now,
+                   timedelta(seconds=max(1, step.pause_s)), step_started_at=step_started_at,
+                   intended_share=intended_canary_share(traffic, step.weight), analysed_steps=analysed_steps)
+
+
+def analysed_steps_of(steps) -> int:
+    """How many of a rollout's steps run the analysis (the 100% step never does)."""
+    return max(1, sum(1 for s in steps if s.analysis and not s.promotes))
+
+
+def _canary_share(canary: ArmWindow | None, stable: ArmWindow | None) -> float | None:
     # The share of requests actually served, not the weight asked for: replica
     # ratios only approximate weights, and H0 of the error split needs the truth.
-    if canary is None or stable is None or canary.total + stable.total <= 0:
+    if canary is None or stable is None or canary.requests + stable.requests <= 0:
         return None
-    return canary.total / (canary.total + stable.total)
+    return canary.requests / (canary.requests + stable.requests)
 
 
 def _aware(at: datetime) -> datetime:

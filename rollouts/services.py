@@ -480,9 +480,12 @@ def replay_analysis(model: RegisteredModel, at: datetime, *, canary_version: int
                     stable_version: int | None = None, step_duration_s: int | None = None, provider=None):
     """Run a rollout's checks again at a past instant: the same queries, at `at`.
 
-    Versions and settings default to the model's latest rollout started before `at`.
+    Versions and settings default to the model's latest rollout started before `at`. Within that
+    rollout's life (and without `step_duration_s`), the analysis is the controller's own for the step
+    running at `at` (`rollouts.metrics.analyze_tick`): its pause, counted from its start, and the
+    traffic share its router sets. Otherwise the given (or 600 s) step duration over the whole window.
     """
-    from rollouts.metrics import analyze
+    from rollouts.metrics import analysed_steps_of, analyze, analyze_tick
 
     rollout = (Rollout.objects.filter(model=model, created_at__lte=at).order_by("-created_at").first()
                or Rollout.objects.filter(model=model).order_by("-created_at").first())
@@ -496,7 +499,54 @@ def replay_analysis(model: RegisteredModel, at: datetime, *, canary_version: int
             raise InvalidInput("give the stable version to compare with", code="versions_required")
         stable_version = rollout.stable_version.number
     settings_ = analysis_of(rollout) if rollout else AnalysisSettings.from_json({}, model.slo)
+    provider = provider or metrics_provider()
+    running = _step_running_at(rollout, at) if rollout and step_duration_s is None else None
+    if running is not None and rollout.version.number == canary_version:
+        step, started = running
+        return analyze_tick(provider, settings_.config, model.name, str(canary_version), str(stable_version),
+                            step=step, traffic=RouterTarget.from_json(rollout.traffic), step_started_at=started,
+                            now=at, analysed_steps=analysed_steps_of(steps_of(rollout)))
     if step_duration_s is None:
-        step_duration_s = max((s.pause_s for s in steps_of(rollout)), default=600) if rollout else 600
-    return analyze(provider or metrics_provider(), settings_.config, model.name, str(canary_version),
+        step_duration_s = 600
+    return analyze(provider, settings_.config, model.name, str(canary_version),
                    str(stable_version), at, timedelta(seconds=max(1, step_duration_s)))
+
+
+def _step_running_at(rollout: Rollout, at: datetime):
+    """(step, when it started) of `rollout` at `at` from its events; None outside its analysed steps."""
+    steps = steps_of(rollout)
+    started = (rollout.events.filter(at__lte=at, new=Phase.PROGRESSING, step__isnull=False)
+               .order_by("-at", "-id").first())
+    if started is None or steps[started.step].promotes:
+        return None
+    ended = rollout.events.filter(at__gt=started.at, at__lte=at).exclude(new=Phase.PROGRESSING).exists()
+    return None if ended else (steps[started.step], started.at)
+
+
+def backtest(model: RegisteredModel, start: datetime, until: datetime, *, steps=None, interval_s: float = 10.0,
+             canary_version: int | None = None, stable_version: int | None = None, ticks=None, provider=None):
+    """What the controller would have done for `model` on the recorded history from `start` to `until`.
+
+    Versions, steps, router and analysis settings default to the model's latest rollout started before
+    `until`; `steps` (as a rollout takes them) tries other ones; `ticks` replaces the regular interval.
+    """
+    from rollouts.backtest import backtest as walk
+    from rollouts.backtest import tick_instants
+
+    if until < start:
+        raise InvalidInput("the backtest's end is before its start", code="invalid_time")
+    rollout = (Rollout.objects.filter(model=model, created_at__lte=until).order_by("-created_at").first()
+               or Rollout.objects.filter(model=model).order_by("-created_at").first())
+    if canary_version is None or stable_version is None:
+        if rollout is None or rollout.stable_version is None:
+            raise InvalidInput(f"'{model.name}' has no rollout to take versions from; give both versions",
+                               code="versions_required")
+        canary_version = rollout.version.number if canary_version is None else canary_version
+        stable_version = rollout.stable_version.number if stable_version is None else stable_version
+    settings_ = analysis_of(rollout) if rollout else AnalysisSettings.from_json({}, model.slo)
+    plan_steps = parse_steps(steps) if steps is not None else (steps_of(rollout) if rollout else parse_steps(None))
+    traffic = RouterTarget.from_json(rollout.traffic) if rollout is not None else target_of(model)
+    instants = list(ticks) if ticks is not None else tick_instants(start, until, interval_s)
+    return walk(provider or metrics_provider(), settings_, model=model.name, canary_version=str(canary_version),
+                stable_version=str(stable_version), steps=plan_steps, traffic=traffic, ticks=instants,
+                started_at=start)

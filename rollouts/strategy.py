@@ -9,13 +9,16 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 
 from controlplane.errors import InvalidInput
-from rollouts.analysis import AnalysisConfig
+from rollouts.analysis import ALL_CHECKS, AnalysisConfig
 
 DEFAULT_WEIGHTS = (10, 25, 50, 100)
 DEFAULT_PAUSE_S = 300
 # How long a step may hold (inconclusive analysis, canary not ready, Prometheus
 # down) beyond its pause before the rollout is aborted; at least this much.
 MIN_HOLD_BUDGET_S = 600
+# Settings of the latency ratio-and-gap threshold the sequential latency test
+# replaced: still read from rollouts stored before, and ignored.
+RETIRED_SETTINGS = {"max_latency_ratio", "min_latency_gap_ms"}
 
 
 @dataclass(frozen=True)
@@ -80,20 +83,30 @@ class AnalysisSettings:
     @classmethod
     def from_json(cls, raw: dict | None, slo: dict | None = None) -> "AnalysisSettings":
         raw, slo = dict(raw or {}), dict(slo or {})
-        allowed = {"slo_target", "latency_threshold_ms", "min_requests", "alpha", "max_latency_ratio",
-                   "min_latency_gap_ms", "min_window_s", "hold_budget_s"}
-        unknown = set(raw) - allowed
+        allowed = {"slo_target", "latency_threshold_ms", "min_requests", "alpha", "min_window_s", "hold_budget_s",
+                   "checks", "split_tolerance", "evaluation_delay_s"}
+        unknown = set(raw) - allowed - RETIRED_SETTINGS
         if unknown:
             raise InvalidInput(f"unknown analysis settings {sorted(unknown)}", code="invalid_analysis")
+        for retired in RETIRED_SETTINGS:
+            raw.pop(retired, None)
         hold = raw.pop("hold_budget_s", None)
+        if "checks" in raw:
+            if not isinstance(raw["checks"], (list, tuple)) or not all(isinstance(c, str) for c in raw["checks"]):
+                raise InvalidInput(f"checks is a list of check names from {list(ALL_CHECKS)}",
+                                   code="invalid_analysis")
+            raw["checks"] = tuple(dict.fromkeys(raw["checks"]))
         defaults = {"slo_target": slo.get("availability", 0.999),
                     "latency_threshold_ms": slo.get("latency_p95_ms", AnalysisConfig.latency_threshold_ms)}
         try:
             config = AnalysisConfig(**{**defaults, **raw})
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise InvalidInput(f"invalid analysis settings: {exc}", code="invalid_analysis") from None
         if not 0 < config.slo_target < 1 or not 0 < config.alpha < 1:
             raise InvalidInput("slo_target and alpha must lie between 0 and 1", code="invalid_analysis")
+        if not 0 <= config.split_tolerance < 1 or config.evaluation_delay_s < 0:
+            raise InvalidInput("split_tolerance lies in [0, 1) and evaluation_delay_s is >= 0",
+                               code="invalid_analysis")
         if hold is not None and (not _whole(hold) or hold < 0):
             raise InvalidInput("hold_budget_s is whole seconds >= 0", code="invalid_analysis")
         return cls(config, hold)
@@ -101,8 +114,9 @@ class AnalysisSettings:
     def to_json(self) -> dict:
         c = self.config
         out = {"slo_target": c.slo_target, "latency_threshold_ms": c.latency_threshold_ms,
-               "min_requests": c.min_requests, "alpha": c.alpha, "max_latency_ratio": c.max_latency_ratio,
-               "min_window_s": c.min_window_s}
+               "min_requests": c.min_requests, "alpha": c.alpha, "min_window_s": c.min_window_s,
+               "checks": list(c.checks), "split_tolerance": c.split_tolerance,
+               "evaluation_delay_s": c.evaluation_delay_s}
         if self.hold_budget_s is not None:
             out["hold_budget_s"] = self.hold_budget_s
         return out

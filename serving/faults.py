@@ -1,4 +1,5 @@
-"""A fault switch for demos and tests: fail a share of requests, or slow them.
+"""A fault switch for demos and tests: fail a share of requests, slow them, or
+never answer one class (a silent model regression: errors and latency stay normal).
 
 It exists so that a rollback can be shown and measured on a real server; a
 production deployment leaves it off (both values 0, the default).
@@ -13,16 +14,21 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class FaultSettings:
-    """Share of prediction requests answered 500 (0..1) and delay added to each."""
+    """Share of prediction requests answered 500 (0..1), delay added to each, and a
+    class never answered (None: off)."""
 
     error_rate: float = 0.0
     latency_ms: float = 0.0
+    never_class: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.error_rate <= 1.0:
             raise ValueError(f"error_rate must be within [0, 1], got {self.error_rate}")
         if not 0.0 <= self.latency_ms <= 60_000.0:
             raise ValueError(f"latency_ms must be within [0, 60000], got {self.latency_ms}")
+        if self.never_class is not None and (isinstance(self.never_class, bool) or not isinstance(
+                self.never_class, int) or self.never_class < 0):
+            raise ValueError(f"never_class must be a class index >= 0 or null, got {self.never_class!r}")
 
 
 class FaultSwitch:

@@ -6,7 +6,7 @@ HTTP/1.1 keep-alive).
     GET  /healthz      the process is up
     GET  /readyz       the verified model is loaded and the server is not draining
     GET  /metrics      Prometheus text format
-    POST /admin/fault  {"error_rate", "latency_ms"}; loopback clients only (demos, tests)
+    POST /admin/fault  {"error_rate", "latency_ms", "never_class"}; loopback clients only (demos, tests)
 """
 
 from __future__ import annotations
@@ -90,7 +90,9 @@ class ModelRequestHandler(BaseHTTPRequestHandler):
                 time.sleep(delay_s)
             if fail:
                 raise _error(500, "injected_fault", "failed on purpose by the fault switch (--fault-error-rate)")
-            status, body, close = 200, self.state.model.predict(inputs), False
+            body = self.state.model.predict(inputs, never_class=self.state.faults.settings.never_class)
+            self.state.metrics.observe_predictions(body["classes"])
+            status, close = 200, False
         except BadInput as exc:
             status, body, close = 400, {"code": exc.code, "detail": exc.detail}, False
         except _Reply as reply:
@@ -113,11 +115,13 @@ class ModelRequestHandler(BaseHTTPRequestHandler):
                 settings = FaultSettings(
                     error_rate=float(payload.get("error_rate", current.error_rate)),
                     latency_ms=float(payload.get("latency_ms", current.latency_ms)),
+                    never_class=payload.get("never_class", current.never_class),
                 )
             except (AttributeError, TypeError, ValueError) as exc:
                 raise _error(400, "invalid_fault", str(exc)) from None
             self.state.faults.set(settings)
-            self._send_json(200, {"error_rate": settings.error_rate, "latency_ms": settings.latency_ms})
+            self._send_json(200, {"error_rate": settings.error_rate, "latency_ms": settings.latency_ms,
+                                  "never_class": settings.never_class})
         except _Reply as reply:
             self._send_json(reply.status, reply.body, close=reply.close)
 

@@ -1,6 +1,7 @@
-"""The two series the rollout analysis reads, exported per model, version and
-track: `mlcp_model_requests_total{code}` and the latency histogram
-`mlcp_model_request_duration_seconds`. The names are a contract with
+"""The series the rollout analysis reads, exported per model, version and
+track: `mlcp_model_requests_total{code}`, the latency histogram
+`mlcp_model_request_duration_seconds` and `mlcp_model_predictions_total{class}`
+(each predicted row, by its arg-max class). The names are a contract with
 `rollouts.metrics.PromQLTemplates`.
 """
 
@@ -31,7 +32,7 @@ class ServingMetrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, model: str, version: str, track: str, digest: str):
+    def __init__(self, model: str, version: str, track: str, digest: str, n_classes: int | None = None):
         self.registry = CollectorRegistry(auto_describe=True)
         self.labels = {"model": model, "version": str(version), "track": track}
         self._requests = Counter("mlcp_model_requests", "Prediction requests answered, by HTTP status code.",
@@ -43,8 +44,14 @@ class ServingMetrics:
         info = Gauge("mlcp_model_info", "The model version this server serves (value 1).",
                      ["model", "version", "track", "digest"], registry=self.registry)
         info.labels(**self.labels, digest=f"sha256:{digest}").set(1)
+        self._predictions = Counter("mlcp_model_predictions", "Predicted rows, by the arg-max class answered.",
+                                    ["model", "version", "track", "class"], registry=self.registry)
         for code in PREDICT_CODES:
             self._requests.labels(**self.labels, code=code)
+        # Every class from start-up at 0, for the same reason as the codes; and so the
+        # class-mix test's set of classes is fixed before any prediction (its guarantee needs that).
+        for k in range(n_classes or 0):
+            self._predictions.labels(**self.labels, **{"class": str(k)})
         self._latency_child = self._latency.labels(**self.labels)
 
     def observe(self, code: int, duration_s: float) -> None:
@@ -52,6 +59,19 @@ class ServingMetrics:
         self._requests.labels(**self.labels, code=str(code)).inc()
         self._latency_child.observe(duration_s)
 
+    def observe_predictions(self, classes) -> None:
+        """Count each predicted row by its class (``classes`` as `OnnxModel.predict` answers them)."""
+        for k in _flat(classes):
+            self._predictions.labels(**self.labels, **{"class": str(k)}).inc()
+
     def render(self) -> bytes:
         """The registry in Prometheus' text format."""
         return generate_latest(self.registry)
+
+
+def _flat(classes):
+    if not isinstance(classes, list):
+        yield classes
+        return
+    for item in classes:
+        yield from _flat(item)

@@ -36,7 +36,11 @@ class OnnxModel:
         self.input_shape = tuple(d if isinstance(d, int) and d > 0 else None for d in first_input.shape)
         if first_input.type != "tensor(float)":
             raise ValueError(f"mlcp serve needs a float32 input, the model's is {first_input.type}")
-        self.output_name = self.session.get_outputs()[0].name
+        first_output = self.session.get_outputs()[0]
+        self.output_name = first_output.name
+        last = first_output.shape[-1] if first_output.shape else None
+        # A classifier's class count, when its graph says it (a symbolic last dimension does not).
+        self.n_classes = last if isinstance(last, int) and last > 0 else None
 
     def parse_inputs(self, payload) -> np.ndarray:
         """The ``inputs`` field of a request as a float32 array of the model's input shape."""
@@ -56,7 +60,11 @@ class OnnxModel:
             raise BadInput("non_finite_inputs", '"inputs" holds NaN or infinite values')
         return array
 
-    def predict(self, inputs: np.ndarray) -> dict:
-        """Logits and the arg-max class of each row."""
+    def predict(self, inputs: np.ndarray, never_class: int | None = None) -> dict:
+        """Logits and the arg-max class of each row; ``never_class`` (a fault for
+        demos and tests) answers the runner-up wherever that class would win."""
         logits = self.session.run([self.output_name], {self.input_name: inputs})[0]
-        return {"logits": logits.tolist(), "classes": np.argmax(logits, axis=-1).tolist()}
+        scores = np.array(logits, dtype=float, copy=True)
+        if never_class is not None and scores.ndim >= 1 and 0 <= never_class < scores.shape[-1] > 1:
+            scores[..., never_class] = -np.inf
+        return {"logits": logits.tolist(), "classes": np.argmax(scores, axis=-1).tolist()}

@@ -69,7 +69,8 @@ def build_server(config: ServeConfig) -> ModelHTTPServer:
                 "digest": f"sha256:{artifact.sha256}", "verified_with": str(artifact.public_key)}
     state = ServerState(
         model=model,
-        metrics=ServingMetrics(config.model, str(config.version), config.track, artifact.sha256),
+        metrics=ServingMetrics(config.model, str(config.version), config.track, artifact.sha256,
+                               n_classes=model.n_classes),
         faults=FaultSwitch(config.fault, seed=config.fault_seed),
         identity=identity,
         max_body_bytes=config.max_body_bytes,

@@ -9,6 +9,7 @@ app_name = "registry_ui"
 urlpatterns = [
     path("", views.model_list, name="models"),
     path("models/<slug:name>/", views.model_detail, name="model"),
+    path("models/<slug:name>/compare/", views.compare, name="compare"),
     path("models/<slug:name>/versions/<int:number>/", views.version_detail, name="version"),
     path("models/<slug:name>/versions/<int:number>/approve", views.approve, name="approve"),
     path("models/<slug:name>/versions/<int:number>/reject", views.reject, name="reject"),

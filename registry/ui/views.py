@@ -18,13 +18,24 @@ from ui.access import page_context, requires
 @require_GET
 @requires(Role.VIEWER)
 def model_list(request):
-    return render(request, "registry/ui/model_list.html", page_context(request, {"rows": pages.models_overview()}))
+    return render(request, "registry/ui/model_list.html", page_context(request, pages.models_overview(request.GET)))
 
 
 @require_GET
 @requires(Role.VIEWER)
 def model_detail(request, name):
-    return render(request, "registry/ui/model_detail.html", page_context(request, pages.model_page(name)))
+    return render(request, "registry/ui/model_detail.html", page_context(request, pages.model_page(name, request.GET)))
+
+
+@require_GET
+@requires(Role.VIEWER)
+def compare(request, name):
+    page = pages.comparison_page(name, _number(request.GET.get("candidate")), _number(request.GET.get("production")))
+    return render(request, "registry/ui/compare.html", page_context(request, page))
+
+
+def _number(value) -> int | None:
+    return int(value) if str(value or "").isdigit() else None
 
 
 @require_GET

@@ -11,11 +11,16 @@ from datetime import timedelta
 
 
 class Verdict(enum.StrEnum):
-    """What a check concluded. Inconclusive holds a rollout; it never promotes."""
+    """What a check concluded. Inconclusive holds a rollout; it never promotes.
+
+    Invalid says the experiment itself is broken (the canary does not get the
+    traffic share it was set to): it holds like inconclusive, but says why.
+    """
 
     PASS = "pass"
     FAIL = "fail"
     INCONCLUSIVE = "inconclusive"
+    INVALID = "invalid"
 
 
 @dataclasses.dataclass(frozen=True)

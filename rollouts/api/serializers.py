@@ -11,6 +11,7 @@ from rest_framework import serializers
 
 from controlplane.errors import InvalidInput
 from k8s import ROUTER_KINDS
+from rollouts.analysis import ALL_CHECKS
 from rollouts.choices import allowed_controls
 from rollouts.liveness import controller_liveness
 from rollouts.models import AnalysisRun, Rollout, RolloutEvent
@@ -127,6 +128,10 @@ class AnalysisSettingsSerializer(serializers.Serializer):
     min_latency_gap_ms = serializers.FloatField(required=False, min_value=0, max_value=3_600_000)
     min_window_s = serializers.FloatField(required=False, max_value=86_400, validators=[Exclusive(0)])
     hold_budget_s = serializers.IntegerField(required=False, min_value=0, max_value=MAX_HOLD_BUDGET_S)
+    checks = serializers.ListField(child=serializers.ChoiceField(choices=ALL_CHECKS), required=False, max_length=10,
+                                   help_text="the checks this rollout's analysis runs")
+    split_tolerance = serializers.FloatField(required=False, min_value=0, max_value=0.5)
+    evaluation_delay_s = serializers.FloatField(required=False, min_value=0, max_value=3600)
 
     def to_internal_value(self, data):
         if isinstance(data, dict):

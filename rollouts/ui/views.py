@@ -19,13 +19,15 @@ from ui.access import page_context, requires
 @require_GET
 @requires(Role.VIEWER)
 def rollout_list(request):
-    return render(request, "rollouts/ui/rollout_list.html", page_context(request, pages.rollouts_overview()))
+    page = pages.rollouts_overview(query=request.GET)
+    return render(request, "rollouts/ui/rollout_list.html", page_context(request, page))
 
 
 @require_GET
 @requires(Role.VIEWER)
 def model_rollouts(request, name):
-    return render(request, "rollouts/ui/model_rollouts.html", page_context(request, pages.model_rollouts_page(name)))
+    page = pages.model_rollouts_page(name, query=request.GET)
+    return render(request, "rollouts/ui/model_rollouts.html", page_context(request, page))
 
 
 @require_GET
@@ -67,6 +69,11 @@ def _control(request, pk, act, done: str):
 @requires(Role.ONCALL)
 def rollback(request, name):
     model = registry.get_model(name)
+    target = pages.rollback_target_of(model)["rollback_to"]
+    # The form names the version it goes back to; if that changed since the page was drawn, ask again.
+    if target is not None and request.POST.get("confirm") != f"v{target.number}":
+        messages.error(request, f"Not rolled back: confirm that {model.name} goes back to v{target.number}.")
+        return redirect("rollouts_ui:model", name=model.name)
     try:
         rollout = services.rollback(model, reason=request.POST.get("reason", "").strip(), actor=request.user)
     except MlcpError as exc:
@@ -75,5 +82,6 @@ def rollback(request, name):
     if rollout.kind == "rollback":
         messages.success(request, f"Rolling {model.name} back to v{rollout.version.number} (rollout {rollout.pk}).")
     else:
-        messages.success(request, f"Rollout {rollout.pk} of v{rollout.version.number} is rolling back to stable.")
+        stable = f"v{rollout.stable_version.number}" if rollout.stable_version else "stable"
+        messages.success(request, f"Rollout {rollout.pk} is rolling back from v{rollout.version.number} to {stable}.")
     return redirect("rollouts_ui:rollout", pk=rollout.pk)

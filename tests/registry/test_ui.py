@@ -266,8 +266,99 @@ def test_class_names_are_escaped_on_the_page(viewer_ui, awaiting, regressed_gold
                              *evidence["per_class"][1:]]
     GateResult.objects.create(version=awaiting, gate="golden_set", verdict="fail", evidence=evidence)
     page = viewer_ui.get(VERSION_URL).content.decode()
-    assert "<script" not in page
+    assert "<script>alert" not in page and page.count("<script") == 1  # only the shell's own live.js
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+# ------------------------------------------------------ finding and following
+
+def test_models_can_be_searched_by_name_owner_or_description(viewer_ui, model):
+    RegisteredModel.objects.create(name="fraud-scorer", owner="risk", description="card fraud")
+    assert "fraud-scorer" not in viewer_ui.get("/?q=vision").content.decode()
+    page = viewer_ui.get("/?q=FRAUD").content.decode()
+    assert "fraud-scorer" in page and 'href="/models/resnet/"' not in page
+    assert "No model matches" in viewer_ui.get("/?q=nothing-like-it").content.decode()
+
+
+def test_versions_filter_by_status_and_tag(viewer_ui, model):
+    tagged = _register(model, 1, tags={"team": "vision", "run": "42"})
+    _register(model, 2)
+    _walk(tagged, S.GATING, S.AWAITING_APPROVAL)
+
+    def listed(query):
+        page = viewer_ui.get(f"/models/resnet/?{query}").content.decode()
+        return sorted(int(n) for n in __import__("re").findall(r'<strong>v(\d+)</strong>', page))
+
+    assert listed("") == [1, 2]
+    assert listed("status=awaiting_approval") == [1]
+    assert listed("tag=team") == [1] and listed("tag=team%3Dvision") == [1] and listed("tag=team%3Dnlp") == []
+    assert listed("status=bogus") == [1, 2]  # an unknown status filters nothing
+
+
+def test_the_audit_trail_is_paged(viewer_ui, model):
+    from registry.ui.pages import AUDIT_PAGE
+
+    for n in range(AUDIT_PAGE + 5):
+        services.record_audit("ci-bot", "model.noted", model_name=model.name, reason=f"note {n}")
+    first = viewer_ui.get("/models/resnet/").content.decode()
+    assert "page 1 of 2" in first and "older →" in first and f"note {AUDIT_PAGE + 4}" in first
+    second = viewer_ui.get("/models/resnet/?page=2").content.decode()
+    assert "page 2 of 2" in second and "note 0" in second and "← newer" in second
+
+
+def test_versions_and_rollouts_link_both_ways_and_the_model_page_shows_the_one_in_flight(viewer_ui, resnet,
+                                                                                        make_version):
+    from rollouts import services as rollouts
+    from tests.factories import set_target
+
+    make_version(resnet, "deployed", production=True)
+    rollout = rollouts.start_rollout(set_target(resnet), make_version(resnet, "approved"), actor="ci-bot")
+    canary = viewer_ui.get("/models/resnet/versions/2/").content.decode()
+    assert f'href="/rollouts/{rollout.pk}/"' in canary and "as the canary" in canary
+    assert "as stable" in viewer_ui.get("/models/resnet/versions/1/").content.decode()
+    model_page = viewer_ui.get("/models/resnet/").content.decode()
+    assert "Rollout in flight:" in model_page and f'href="/rollouts/{rollout.pk}/"' in model_page
+    assert "v1 → v2, pending" in model_page
+
+
+def test_a_derived_version_says_its_parent_was_rolled_back(viewer_ui, resnet, make_version):
+    from rollouts import services as rollouts
+    from rollouts.models import Rollout
+    from tests.factories import set_target
+
+    make_version(resnet, "deployed", production=True)
+    parent = make_version(resnet, "approved")
+    child = services.ingest_bytes(resnet, tiny_onnx(77), "model.onnx",
+                                  services.VersionMetadata(parent_number=parent.number, derivation="int8"), actor="gate")
+    rollout = rollouts.start_rollout(set_target(resnet), parent, actor="ci-bot")
+    Rollout.objects.filter(pk=rollout.pk).update(phase="rolled_back", abort_reason="p95 doubled")
+    page = viewer_ui.get(f"/models/resnet/versions/{child.number}/").content.decode()
+    assert f"Its parent v{parent.number} was rolled back" in page and "p95 doubled" in page
+    assert "This int8 version was made from it." in page
+
+
+def test_candidate_and_production_side_by_side_with_changes_highlighted(viewer_ui, awaiting, resnet_pair):
+    production, candidate = resnet_pair
+    page = viewer_ui.get(f"/models/resnet/compare/?candidate={candidate.number}&production={production.number}")
+    body = page.content.decode()
+    assert page.status_code == 200
+    assert '<tr class="changed">' in body and "-20.0 pts ▼" in body  # class b lost 20 points
+    assert body.count('<tr class="changed">') == 2  # class b, and batch 1's p95; class a is unchanged
+    assert "1.50×" in body and 'class="worse"' in body  # p95 half as slow again
+    assert viewer_ui.get("/models/resnet/compare/?candidate=99").status_code == 404
+
+
+@pytest.fixture
+def resnet_pair(model, awaiting):
+    """resnet v1 (awaiting, the fixture's) as production and v2 as candidate, with hand-written gate evidence."""
+    production = awaiting
+    candidate = _register(model, 5)
+    for version, recall_b, p95 in ((production, 0.9, 2.0), (candidate, 0.7, 3.0)):
+        GateResult.objects.create(version=version, gate="golden_set", verdict="pass", evidence={
+            "accuracy": 0.9, "per_class": [{"name": "a", "recall": 0.8}, {"name": "b", "recall": recall_b}]})
+        GateResult.objects.create(version=version, gate="validation", verdict="pass", position=1, evidence={
+            "latency_ms": {"1": {"p50_ms": 1.0, "p95_ms": p95, "p99_ms": 4.0}}})
+    return production, candidate
 
 
 # ------------------------------------------------------------------ charts

@@ -59,7 +59,7 @@ def test_both_windows_must_burn_to_fail():
 def test_one_burning_pair_fails_the_check():
     pairs = scaled_burn_windows(timedelta(minutes=10))  # (100, 30) at 14.4 and (600, 50) at 6
     calm, warm = RequestCounts(1000, 1), RequestCounts(1000, 8)  # 1x and 8x
-    counts = {100.0: calm, 30.0: calm, 600.0: warm, 50.0: warm}
+    counts = {100.0: calm, 30.0: calm, 600.0: RequestCounts(12000, 96), 50.0: warm}
     result = check_burn_rate(0.999, pairs, counts, min_requests=100)
     assert result.verdict == Verdict.FAIL
     assert [p["verdict"] for p in result.pairs] == [Verdict.PASS, Verdict.FAIL]
@@ -81,3 +81,15 @@ def test_evidence_holds_every_window_as_strict_json():
     assert evidence["verdict"] == "fail"
     assert evidence["pairs"][0]["long_total"] == 1000
     assert evidence["pairs"][0]["short_burn_rate"] == pytest.approx(30.0)
+
+
+def test_a_long_window_holding_no_more_than_its_short_one_cannot_fail():
+    # Early in a rollout the 600 s window holds only the canary's first 50 s: the same 300
+    # requests as the short window. Two errors read as burn 6.7, but prove nothing yet.
+    pairs = scaled_burn_windows(timedelta(minutes=10))
+    young = RequestCounts(300, 2)
+    counts = {100.0: young, 30.0: young, 600.0: young, 50.0: young}
+    result = check_burn_rate(0.999, pairs, counts, min_requests=100)
+    assert result.verdict == Verdict.INCONCLUSIVE
+    grown = {**counts, 600.0: RequestCounts(1200, 8), 100.0: RequestCounts(400, 3)}
+    assert check_burn_rate(0.999, pairs, grown, min_requests=100).verdict == Verdict.FAIL

@@ -67,7 +67,7 @@ def test_prometheus_down_raises_metrics_unavailable(split_rollout):
 
 
 def test_prometheus_error_response_raises_metrics_unavailable(prometheus, split_rollout):
-    broken = PromQLTemplates(requests="sum(increase(mlcp_model_requests_total{$selector}[$window])")
+    broken = PromQLTemplates(counters="last_over_time(mlcp_model_requests_total{$selector}[$lookback]")
     with pytest.raises(MetricsUnavailable, match="400"):
         _observe(prometheus.url, split_rollout, split_rollout.start, templates=broken)
 
@@ -96,11 +96,12 @@ def test_evidence_keeps_every_query_and_value(prometheus, recorded_incident):
                      recorded_incident.stable_version, at, STEP)
     evidence = json.loads(json.dumps(report.evidence(), allow_nan=False))
     windows = report.observation.windows_s
-    # Per arm: requests and errors per window, and one p95.
-    assert len(evidence["queries"]) == 2 * (2 * len(windows) + 1)
-    canary_step = next(q for q in evidence["queries"] if q["name"] == "canary.requests.600s")
-    assert 'track="canary"' in canary_step["query"] and 'version="8"' in canary_step["query"]
-    assert canary_step["value"] == report.observation.canary.counts[600.0].total
+    # Per arm: the counters' raw values at the end, and at each window's start.
+    assert len(evidence["queries"]) == 2 * (1 + len(windows))
+    canary_end = next(q for q in evidence["queries"] if q["name"] == "canary.counters@end")
+    assert 'track="canary"' in canary_end["query"] and 'version="8"' in canary_end["query"]
+    canary_start = next(q for q in evidence["queries"] if q["name"] == "canary.counters@-600s")
+    assert canary_end["value"] - canary_start["value"] == report.observation.canary.counts[600.0].total
 
 
 def test_scraped_endpoint_is_read_within_seconds(prometheus):

@@ -65,6 +65,14 @@ def test_inconclusive_holds_and_never_promotes_however_long_the_pause_is_over():
     assert action.do == Do.HOLD and "inconclusive" in action.reason
 
 
+def test_invalid_traffic_split_holds_says_why_and_never_promotes():
+    action = plan(state(), seen(T + timedelta(seconds=600), verdict=Verdict.INVALID))
+    assert action.do == Do.HOLD and "analysis invalid" in action.reason
+    assert action.analysis.verdict == Verdict.INVALID
+    aborted = plan(state(), seen(T + timedelta(seconds=900), verdict=Verdict.INVALID))
+    assert aborted.do == Do.ABORT and "invalid" in aborted.reason
+
+
 def test_inconclusive_past_the_deadline_aborts_with_the_reason():
     action = plan(state(), seen(T + timedelta(seconds=900), verdict=Verdict.INCONCLUSIVE))
     assert action.do == Do.ABORT and "deadline" in action.reason and "inconclusive" in action.reason

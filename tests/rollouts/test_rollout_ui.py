@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
+from django.utils.html import escape
 
 from controlplane.accounts import issue_token
 from devtools.embedded.prometheus import (
@@ -26,7 +27,7 @@ from rollouts.controller import Controller
 from rollouts.metrics import PrometheusMetricsProvider, PromQLTemplates
 from rollouts.models import AnalysisRun, Rollout, RolloutEvent
 from rollouts.ui import charts
-from rollouts.ui.pages import analysis_ticks
+from rollouts.ui.pages import analysis_ticks, observed_share
 from tests.factories import set_target
 from tests.rollouts.conftest import FAST, SLOW
 from tests.rollouts.test_controller_scenarios import (  # noqa: F401 (fixture)
@@ -39,9 +40,9 @@ from tests.rollouts.test_controller_scenarios import (  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.django_db
 MEDIUM = {0.05: 0.2, 0.1: 0.5, 0.25: 0.97, 0.5: 1.0, 1.0: 1.0, float("inf"): 1.0}
-# A real PromQL filter ("drop an absurd p95"): its `<` must reach the page escaped.
-GUARDED_P95 = ("histogram_quantile(0.95, sum by (le) "
-               "(rate(mlcp_model_request_duration_seconds_bucket{$selector}[$window]))) < 60")
+# A query with a `<` in it that answers the same as the default (`or` an always-empty vector): the `<`
+# must reach the page escaped.
+GUARDED = PromQLTemplates().counters + " or vector(0) < 0"
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +103,16 @@ def _messages(response) -> list[str]:
     return [str(m) for m in response.context["messages"]]
 
 
+def _check(run: AnalysisRun, name: str) -> dict:
+    return next(c for c in run.evidence["checks"] if c["check"] == name)
+
+
+def _svg_titled(page: str, title: str) -> str:
+    """The first (desktop) drawing of the chart whose <title> starts with `title`."""
+    at = page.index(f"<title>{title}")
+    return page[page.rindex("<svg", 0, at):page.index("</svg>", at)]
+
+
 # ----------------------------------------------------------------- reading
 
 def test_pages_render_for_a_viewer(viewer_ui, story):
@@ -112,13 +123,15 @@ def test_pages_render_for_a_viewer(viewer_ui, story):
     body = listing.content.decode()
     assert f'href="/rollouts/{s.rollout.pk}/"' in body and "story" in body
     assert "rolled back" in body and "✗ fail" in body  # phase and the last verdict
-    assert "2/4 · 25%" in body  # where it stopped: step 1 of 4
+    stopped = s.rollout.current_step
+    assert f"step {stopped + 1} of 4 · {(10, 25, 50, 100)[stopped]}%" in body  # where it stopped, numbered from 1
 
     detail = viewer_ui.get(f"/rollouts/{s.rollout.pk}/")
     assert detail.status_code == 200
     page = detail.content.decode()
     assert 'aria-current="step"' in page and "ended here" in page
-    assert "analysis failed at step 1 (25%)" in page  # the timeline's rollback event
+    rolled_back = s.rollout.events.get(new=Phase.ROLLING_BACK)
+    assert escape(rolled_back.reason) in page and rolled_back.reason.startswith("analysis failed")  # the timeline
     assert "<svg" in page and "Queries and values" in page
     assert 'id="controls"' not in page and "rollouts/models/story/rollback" not in page  # viewers only read
 
@@ -147,35 +160,38 @@ def test_burn_rate_history_has_one_column_per_analysis_and_marks_the_failing_tic
     s = story()
     runs = list(AnalysisRun.objects.filter(rollout=s.rollout).order_by("at"))
     verdicts = [r.verdict for r in runs]
-    assert verdicts[0] == "inconclusive" and "pass" in verdicts and verdicts[-1] == "fail"
+    # The canary starts thin, runs clean for a while, then degrades and fails once.
+    assert verdicts[0] != "pass" and "pass" in verdicts and verdicts[-1] == "fail"
     assert verdicts.count("fail") == 1
 
     page = viewer_ui.get(f"/rollouts/{s.rollout.pk}/").content.decode()
-    svg = page[page.index("<svg"):page.index("</svg>")]
+    svg = _svg_titled(page, "Analysis history: burn rate")
     ticks = re.findall(r'<g class="tick v-(\w+)" data-verdict="\w+" data-at="([\d:]+)"', svg)
     assert [v for v, _ in ticks] == verdicts
     assert [at for _, at in ticks] == [f"{r.at:%H:%M:%S}" for r in runs]
     assert svg.count('class="fail-mark"') == 1
     # Each pair's threshold and the other two lines, read from the stored evidence.
     assert "14.4× · " in svg and "6× · " in svg
-    assert "roll back ≥ 20" in svg and "SLO p95 250 ms" in svg
+    rollback_at = _check(runs[-1], "canary_vs_stable_errors")["rollback_at_bayes_factor"]
+    assert f"roll back ≥ {rollback_at:g}" in svg and "SLO p95 250 ms" in svg
     # One burn point per pair and window for every tick that had enough traffic to judge.
-    judged = sum(1 for r in runs if r.evidence["checks"][0]["pairs"][0]["long_burn_rate"] is not None)
+    judged = sum(1 for r in runs if _check(r, "burn_rate")["pairs"][0]["long_burn_rate"] is not None)
     assert len(re.findall(r'data-series="burn-0-long"', svg)) == judged < len(runs)
     assert len(re.findall(r'data-series="p95-canary"', svg)) >= len(runs) - 2
     failed = runs[-1]
-    assert f"Analysis failed at {failed.at:%H:%M:%S} (step 1)" in page
+    assert f"Analysis failed at {failed.at:%H:%M:%S} UTC (step {failed.step + 1})" in page
 
 
 def test_last_analysis_lists_its_queries_and_escapes_them(viewer_ui, story):
-    s = story("guarded", templates=PromQLTemplates(p95=GUARDED_P95))
+    s = story("guarded", templates=PromQLTemplates(counters=GUARDED))
     last = AnalysisRun.objects.filter(rollout=s.rollout).order_by("-at").first()
-    assert any(q["query"].endswith(") < 60") for q in last.evidence["queries"])
+    assert all(" or vector(0) < 0" in q["query"] for q in last.evidence["queries"])
 
     page = viewer_ui.get(f"/rollouts/{s.rollout.pk}/").content.decode()
-    assert "))) &lt; 60</code>" in page
-    assert ") < 60" not in page
-    assert '<code class="query">sum(increase(mlcp_model_requests_total{model=&quot;guarded&quot;' in page
+    assert " or vector(0) &lt; 0" in page
+    assert "vector(0) < 0" not in page
+    assert '<code class="query">last_over_time({__name__=~&quot;mlcp_model_requests_total' in page
+    assert 'model=&quot;guarded&quot;' in page
     for q in last.evidence["queries"]:
         assert f"<code>{q['name']}</code>" in page
 
@@ -237,15 +253,19 @@ def test_controls_need_post_and_a_csrf_token(live):
     assert _fresh(live).phase == Phase.PENDING
 
 
-def test_roll_back_now_from_the_models_rollouts(oncall_ui, live):
+def test_roll_back_now_names_its_target_and_asks_for_confirmation(oncall_ui, live):
     page = oncall_ui.get("/rollouts/models/resnet/").content.decode()
-    assert "Roll back resnet" in page and f"rollout #{live.pk}" in page
+    assert "Roll back resnet to v1" in page and f"rollout #{live.pk}" in page
+    assert 'name="confirm" value="v1" required' in page
 
-    response = oncall_ui.post("/rollouts/models/resnet/rollback", {"reason": ""}, follow=True)
+    response = oncall_ui.post("/rollouts/models/resnet/rollback", {"reason": "", "confirm": "v1"}, follow=True)
     assert any("Not rolled back" in m and "needs a reason" in m for m in _messages(response))
+    response = oncall_ui.post("/rollouts/models/resnet/rollback", {"reason": "p95 doubled"}, follow=True)
+    assert any("Not rolled back: confirm that resnet goes back to v1" in m for m in _messages(response))
     assert _fresh(live).phase == Phase.PENDING
 
-    response = oncall_ui.post("/rollouts/models/resnet/rollback", {"reason": "p95 doubled"}, follow=True)
+    response = oncall_ui.post("/rollouts/models/resnet/rollback", {"reason": "p95 doubled", "confirm": "v1"},
+                              follow=True)
     assert response.redirect_chain[-1][0] == f"/rollouts/{live.pk}/"
     rollout = _fresh(live)
     assert (rollout.phase, rollout.retreat_phase, rollout.abort_reason) == (
@@ -255,6 +275,8 @@ def test_roll_back_now_from_the_models_rollouts(oncall_ui, live):
 
 def test_roll_back_with_nothing_to_roll_back_is_a_message(oncall_ui, resnet, make_version):
     make_version(resnet, "deployed", production=True)
+    page = oncall_ui.get("/rollouts/models/resnet/").content.decode()
+    assert "Nothing to roll back to: no earlier shippable version than v1" in page
     response = oncall_ui.post("/rollouts/models/resnet/rollback", {"reason": "bad"}, follow=True)
     assert response.status_code == 200
     assert any("Not rolled back" in m and "no earlier" in m for m in _messages(response))
@@ -272,7 +294,7 @@ def test_rolled_back_version_status_reads_on_the_page(viewer_ui, story):
     s.v2.refresh_from_db()
     assert s.v2.status == VersionStatus.ROLLED_BACK
     page = viewer_ui.get(f"/rollouts/{s.rollout.pk}/").content.decode()
-    assert "Rolled back:</strong> analysis failed at step 1" in page
+    assert f"Rolled back:</strong> {s.rollout.abort_reason[:60]}" in page
 
 
 # ----------------------------------------------------------------- the chart, pure
@@ -340,3 +362,84 @@ def test_write_pages_for_a_look(story, resnet, make_version):
         html = oncall.get(url).content.decode()
         html = re.sub(r'<link rel="stylesheet"[^>]*>', f"<style>{css}</style>", html)
         (out / f"{name}.html").write_text(html)
+
+
+def test_latency_axis_fits_fast_models_and_names_a_far_slo():
+    svg = charts.analysis_history_chart([_tick(canary_p95_ms=3.2, stable_p95_ms=1.4)])
+    assert "SLO p95 250 ms ↑ far above this scale" in svg and 'class="off-scale"' in svg
+    assert ">500<" not in svg  # the axis is not stretched to twice the SLO
+
+
+def test_an_empty_burn_panel_says_no_data():
+    thin = _tick("inconclusive", pairs=[{"long_s": 50.0, "short_s": 30.0, "threshold": 14.4, "long": None,
+                                         "short": None}])
+    assert "no data: too few canary requests to judge burn rate" in charts.analysis_history_chart([thin])
+
+
+def test_narrow_drawing_keeps_text_at_11_px_or_more():
+    svg = charts.analysis_history_chart([_tick(), _tick("fail")], steps=[{"weight": 10}], frame=charts.NARROW)
+    sizes = {float(s) for s in re.findall(r'font-size="([\d.]+)"', svg)}
+    assert min(sizes) >= 11 and 'width="340"' in svg
+    assert "step 1 · 10%" in svg  # steps are numbered from 1
+
+
+def test_the_minimum_gap_rule_is_named_when_it_saves_a_ratio():
+    from rollouts.ui.pages import check_rule
+
+    rule = check_rule({"check": "latency_p95", "verdict": "pass", "threshold_ms": 250, "max_ratio_to_stable": 1.5,
+                       "min_gap_ms": 5, "ratio_to_stable": 3.0, "canary_p95_ms": 3.0, "stable_p95_ms": 1.0})
+    assert "minimum-gap rule" in rule and "3.00× is over 1.5×" in rule and "within the 5 ms minimum gap" in rule
+
+
+# ----------------------------------------------------------------- filters, live pages, words
+
+def _pending_after(story, resnet, make_version):
+    """The story, then (so the story's controller never ticks it) a pending rollout of resnet."""
+    s = story()
+    make_version(resnet, "deployed", production=True)
+    return s, services.start_rollout(set_target(resnet), make_version(resnet), actor="ci-bot")
+
+
+def test_rollouts_filter_by_phase_model_and_start_date(viewer_ui, story, resnet, make_version):
+    s, live = _pending_after(story, resnet, make_version)
+
+    def listed(query):
+        page = viewer_ui.get(f"/rollouts/?{query}").content.decode()
+        return sorted(int(pk) for pk in re.findall(r'data-rollout="(\d+)"', page))
+
+    assert listed("") == sorted([s.rollout.pk, live.pk])
+    assert listed("phase=active") == [live.pk] and listed("phase=rolled_back") == [s.rollout.pk]
+    assert listed("model=STO") == [s.rollout.pk]
+    assert listed("since=2024-05-01&until=2024-05-01") == [s.rollout.pk]  # the story started on T0's day
+    assert listed("until=2020-01-01") == [] and "No rollout matches" in viewer_ui.get("/rollouts/?until=2020-01-01").content.decode()
+    assert listed("since=not-a-date&phase=nonsense") == sorted([s.rollout.pk, live.pk])
+
+
+def test_an_active_rollout_page_asks_to_be_polled_and_an_ended_one_does_not(viewer_ui, story, resnet, make_version):
+    s, live = _pending_after(story, resnet, make_version)
+    assert 'data-poll="3000"' in viewer_ui.get(f"/rollouts/{live.pk}/").content.decode()
+    ended = viewer_ui.get(f"/rollouts/{s.rollout.pk}/").content.decode()
+    assert "data-poll" not in ended.split("<body", 1)[1].split(">", 1)[0]
+    for region in ("rollout-state", "controls-region", "rollout-timeline", "controller-liveness"):
+        assert f'id="{region}" data-live' in ended
+
+
+def test_the_rollout_page_draws_traffic_and_states_each_rule(viewer_ui, story):
+    s = story()
+    page = viewer_ui.get(f"/rollouts/{s.rollout.pk}/").content.decode()
+    traffic = _svg_titled(page, "Canary share of traffic over time")
+    observed = [observed_share(r.evidence) for r in AnalysisRun.objects.filter(rollout=s.rollout)]
+    assert traffic.count('class="point observed"') == sum(1 for v in observed if v is not None) > 0
+    assert 'class="intended"' in traffic and "step 1" in traffic
+    assert page.count("Rule: ") == len(AnalysisRun.objects.filter(rollout=s.rollout).order_by("-at").first()
+                                       .evidence["checks"])
+    assert "Counted in this step&#x27;s window" in page or "Counted in this step's window" in page
+    assert "stable <a" in page and "→ canary <a" in page  # the direction traffic moves
+
+
+def test_observed_share_falls_back_to_the_request_counts_of_both_arms():
+    evidence = {"step_window_s": 300.0, "queries": [{"name": "canary.requests.300s", "value": 30.0},
+                                                     {"name": "stable.requests.300s", "value": 270.0}]}
+    assert observed_share(evidence) == pytest.approx(0.1)
+    assert observed_share({"checks": [{"check": "traffic_split", "observed_share": 0.25}]}) == 0.25
+    assert observed_share({}) is None and observed_share("junk") is None

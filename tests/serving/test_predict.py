@@ -109,9 +109,44 @@ def test_metrics_count_requests_by_code_and_track_with_the_analysis_names(tiny_s
     assert requests_by_code(tiny_server, "stable") == {}
 
 
+def predictions_by_class(server) -> dict[str, float]:
+    return {dict(labels)["class"]: value for (name, labels), value in samples(server).items()
+            if name == "mlcp_model_predictions_total"}
+
+
+def test_predictions_are_counted_by_class_with_every_class_exported_from_start_up(tiny_server):
+    before = predictions_by_class(tiny_server)
+    n_classes = len(before)
+    assert n_classes >= 2 and set(before) == {str(k) for k in range(n_classes)}  # at 0 before any prediction
+    rows = [[0.1, 0.2, 0.3, 0.4], [1.0, 0.0, 0.5, 0.25], [0.0, 1.0, 1.0, 0.0]]
+    status, answer = post(f"{tiny_server.url}/v1/predict", {"inputs": rows})
+    assert status == 200
+    after = predictions_by_class(tiny_server)
+    moved = {k: after[k] - before[k] for k in after if after[k] != before[k]}
+    expected = {}
+    for k in answer["classes"]:
+        expected[str(k)] = expected.get(str(k), 0) + 1
+    assert moved == expected
+
+
+def test_never_class_fault_answers_the_runner_up_instead(tiny_server):
+    rows = [[0.1, 0.2, 0.3, 0.4], [1.0, 0.0, 0.5, 0.25], [0.0, 1.0, 1.0, 0.0]] * 5
+    _, answer = post(f"{tiny_server.url}/v1/predict", {"inputs": rows})
+    dropped = answer["classes"][0]
+    try:
+        assert post(f"{tiny_server.url}/admin/fault", {"never_class": dropped})[1]["never_class"] == dropped
+        status, faulty = post(f"{tiny_server.url}/v1/predict", {"inputs": rows})
+        assert status == 200 and dropped not in faulty["classes"]
+        assert faulty["logits"] == answer["logits"]  # the scores are the model's; only the answer moves
+        for logits, k in zip(faulty["logits"], faulty["classes"]):
+            assert k == sorted(range(len(logits)), key=lambda i: logits[i])[-2 if logits[dropped] == max(logits) else -1]
+    finally:
+        post(f"{tiny_server.url}/admin/fault", {"never_class": None})
+
+
 def test_fault_switch_fails_about_the_configured_share(tiny_server):
     n, rate = 400, 0.3
-    assert tiny_server.set_fault(error_rate=rate) == {"error_rate": rate, "latency_ms": 0.0}
+    assert tiny_server.set_fault(error_rate=rate) == {"error_rate": rate, "latency_ms": 0.0, "never_class": None}
     statuses = [post(f"{tiny_server.url}/v1/predict", {"inputs": [[1, 0, 0, 1]]}) for _ in range(n)]
     failed = sum(1 for status, _ in statuses if status == 500)
     assert {a["code"] for s, a in statuses if s == 500} == {"injected_fault"}
@@ -129,7 +164,8 @@ def test_latency_fault_moves_every_request_above_its_delay(tiny_server):
     assert bucket(tiny_server, "+Inf") == all_before + 4
 
 
-@pytest.mark.parametrize("body", [{"error_rate": 1.5}, {"latency_ms": -1}, {"error_rate": "lots"}])
+@pytest.mark.parametrize("body", [{"error_rate": 1.5}, {"latency_ms": -1}, {"error_rate": "lots"},
+                                  {"never_class": -1}, {"never_class": "3"}])
 def test_fault_switch_rejects_impossible_settings(tiny_server, body):
     status, answer = post(f"{tiny_server.url}/admin/fault", body)
     assert status == 400 and answer["code"] == "invalid_fault"

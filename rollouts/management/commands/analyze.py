@@ -22,7 +22,9 @@ class Command(BaseCommand):
         parser.add_argument("--at", required=True, help="ISO 8601 instant, e.g. 2024-03-01T12:30:00Z")
         parser.add_argument("--canary-version", type=int)
         parser.add_argument("--stable-version", type=int)
-        parser.add_argument("--step-duration", type=int, help="seconds (default: the rollout's longest pause)")
+        parser.add_argument("--step-duration", type=int,
+                            help="seconds over the whole window (default: the controller's own analysis of "
+                                 "the step running at --at, or 600 outside a rollout)")
         parser.add_argument("--json", action="store_true", dest="as_json")
 
     def handle(self, *args, model, at, canary_version, stable_version, step_duration, as_json, **options):
@@ -40,6 +42,11 @@ class Command(BaseCommand):
                           f"{report.at.isoformat()}: {report.verdict.value.upper()} ({report.reason})")
         for check in evidence["checks"]:
             self.stdout.write(f"  {check['check']:<24} {check['verdict']:<12} {check['reason']}")
+        self.stdout.write("counts (from raw counter values at each window's ends):")
+        for arm in (report.observation.canary, report.observation.stable):
+            for window_s, counts in sorted(arm.counts.items()):
+                said = "no data" if counts is None else f"{counts.total:.0f} requests, {counts.errors:.0f} errors"
+                self.stdout.write(f"  {arm.track}.requests.{window_s:.0f}s  {said}")
         self.stdout.write("queries:")
         for query in evidence["queries"]:
             value = "no data" if query["value"] is None else f"{query['value']:.6g}"
