@@ -71,7 +71,10 @@ def test_canary_that_never_predicts_one_class_is_rolled_back_by_the_class_mix(
     failed = AnalysisRun.objects.get(rollout=rollout, verdict="fail")
     verdicts = {c["check"]: c["verdict"] for c in failed.evidence["checks"]}
     assert verdicts["class_mix"] == "fail", "\n".join(s.lines)
-    assert verdicts["canary_vs_stable_errors"] == verdicts["burn_rate"] == "pass", verdicts
+    assert verdicts["canary_vs_stable_errors"] == "pass", verdicts
+    # The burn rate may not have enough requests in its long window yet on a busy machine (inconclusive); it
+    # must not be what failed the canary.
+    assert verdicts["burn_rate"] in ("pass", "inconclusive"), verdicts
     assert verdicts["latency_p95"] == "pass", (verdicts, "\n".join(s.lines))
     class_mix = next(c for c in failed.evidence["checks"] if c["check"] == "class_mix")
     assert class_mix["moved"]  # named: the dropped class, or the runner-up that took its answers
