@@ -39,15 +39,24 @@ def browser():
 
     # Playwright's sync API keeps an event loop running in this thread, which makes Django refuse ORM calls
     # ("SynchronousOnlyOperation"); the tests do call the ORM between page steps, never from the loop itself.
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    # Only while the browser runs: servers and commands that later tests start inherit this process's
+    # environment, and `manage.py check --deploy` rightly refuses the setting.
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None:
         pytest.fail("the browser tests need Debian's chromium package (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True,
-                                             args=["--no-sandbox", "--disable-dev-shm-usage"])
-        yield browser
-        browser.close()
+    had = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=executable, headless=True,
+                                                 args=["--no-sandbox", "--disable-dev-shm-usage"])
+            yield browser
+            browser.close()
+    finally:
+        if had is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = had
 
 
 @pytest.fixture(scope="session")

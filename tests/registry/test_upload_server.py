@@ -15,7 +15,7 @@ from controlplane.roles import Role
 from registry.models import Blob, GoldenSet, ModelVersion, RegisteredModel
 from tests.factories import tiny_onnx, write_large_onnx, write_lying_npz, write_onnx_with_huge_domain
 from tests.support.artifacts import both_stores, filesystem_only
-from tests.support.servers import rss_high_water_kb
+from tests.support.servers import reset_rss_high_water, rss_high_water_kb, rss_kb
 from tests.support.webserver import gunicorn_server, worker_pids
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -46,21 +46,40 @@ def _wait_until_no_staging(area, deadline_s: float = 60) -> list[str]:
     return left
 
 
+# What one upload may add to a warmed-up worker, whatever its size: a chunk, an S3 part, parsing buffers.
+UPLOAD_GROWTH_LIMIT_KB = 64 * 1024
+# A worker's whole footprint during a 1 GiB upload. S3 adds boto3's client (about 35 MiB) to the filesystem
+# store's figure; both are far below the upload's size, which is the point.
+WORKER_PEAK_LIMIT_KB = {"filesystem": 200 * 1024, "s3": 256 * 1024}
+
+
 @pytest.mark.slow
 @both_stores
-def test_one_gib_upload_keeps_server_memory_under_200_mb(ci_token, tmp_path, isolated_artifacts):
+def test_one_gib_upload_keeps_server_memory_constant(ci_token, tmp_path, isolated_artifacts):
     model_file = tmp_path / "large.onnx"
     write_large_onnx(model_file, GIB)
     digest = hashlib.sha256(model_file.read_bytes()).hexdigest()
+    warm_up = tmp_path / "small.onnx"
+    write_large_onnx(warm_up, 1024 * 1024)
     with gunicorn_server() as (base_url, master):
+        worker = worker_pids(master.pid)[0]
+        # One small upload first loads what any upload needs (the store's client, the ONNX walker); then only
+        # what the large one adds is counted.
+        assert _post(base_url, ci_token, warm_up).status_code == 201
+        reset_rss_high_water(worker)
+        before_kb = rss_kb(worker)
         response = _post(base_url, ci_token, model_file, sha256=digest)
-        peak_kb = rss_high_water_kb(worker_pids(master.pid)[0])
+        peak_kb = rss_high_water_kb(worker)
     assert response.status_code == 201, response.text
     assert response.json()["digest"] == digest
     assert response.json()["size"] == model_file.stat().st_size >= GIB
-    print(f"server worker peak RSS during a {model_file.stat().st_size / GIB:.2f} GiB upload: {peak_kb / 1024:.0f} MiB")
-    assert peak_kb < 200 * 1024
-    assert isolated_artifacts.blobs() == [digest] and isolated_artifacts.staging() == []
+    print(f"server worker during a {model_file.stat().st_size / GIB:.2f} GiB upload: {before_kb / 1024:.0f} MiB "
+          f"before, peak {peak_kb / 1024:.0f} MiB")
+    assert peak_kb - before_kb < UPLOAD_GROWTH_LIMIT_KB
+    assert peak_kb < WORKER_PEAK_LIMIT_KB[isolated_artifacts.kind]
+    warm_up_digest = hashlib.sha256(warm_up.read_bytes()).hexdigest()
+    assert sorted(isolated_artifacts.blobs()) == sorted([warm_up_digest, digest])
+    assert isolated_artifacts.staging() == []
 
 
 @both_stores

@@ -31,7 +31,20 @@ def redis_server():
 
 
 def rss_high_water_kb(pid: int) -> int:
+    return _status_kb(pid, "VmHWM:")
+
+
+def rss_kb(pid: int) -> int:
+    return _status_kb(pid, "VmRSS:")
+
+
+def reset_rss_high_water(pid: int) -> None:
+    """Start `pid`'s peak-RSS count again from what it holds now (Linux: clear_refs 5)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def _status_kb(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field):
             return int(line.split()[1])
-    raise RuntimeError("VmHWM not found")
+    raise RuntimeError(f"{field} not found")
