@@ -7,7 +7,7 @@ SYSTEM_PACKAGES := postgresql redis-server prometheus prometheus-alertmanager bu
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 DEMO_PORT ?= 8000
 
-.PHONY: test test-under-load demo system-deps venv bench lint clean
+.PHONY: test test-under-load chaos demo system-deps venv bench lint clean
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -42,12 +42,19 @@ test-under-load: system-deps venv
 	kill $$stress 2>/dev/null; wait $$stress 2>/dev/null; \
 	exit $$status
 
+# The long chaos run: 100 rollouts, controllers killed at random and racing, 20% of Kubernetes calls failing
+# (`make test` runs a short one). MLCP_CHAOS_SEED picks another run.
+chaos: system-deps venv
+	MLCP_CHAOS=long $(PY) -m tests.harness --db sqlite -- tests/rollouts/test_chaos.py -s -q
+
 demo: system-deps venv
 	$(PY) manage.py demo --port $(DEMO_PORT)
 
-bench: venv
+bench: system-deps venv
 	$(PY) bench/ingest_throughput.py
 	$(PY) bench/gate_throughput.py
+	$(PY) bench/rollback_detection.py
+	$(PY) bench/analysis_calibration.py --rollouts 200 --trials 30
 
 clean:
 	rm -rf $(VENV) data

@@ -86,8 +86,12 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Workers, the web server and the controller share the file: wait for locks.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # Workers, the web server and the controller share the file: wait for locks. WAL lets readers go on beside
+    # the one writer; IMMEDIATE takes the write lock when a transaction begins, so two writers queue on the
+    # timeout instead of one failing at once with "database is locked" when a read turns into a write.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        "timeout": 30, "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"})
     # A file, not memory, so tests can hand the test database to server and worker processes.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -245,6 +249,13 @@ MLCP_TWO_PERSON_APPROVAL = env_bool("MLCP_TWO_PERSON_APPROVAL", True)
 # CLI and `controllerhealth` say so. Above the longest tick (the rollout timeout, 60 s) plus the interval (10 s).
 MLCP_CONTROLLER_STALE_S = env_int("MLCP_CONTROLLER_STALE_S", 90)
 # Where `runcontroller` says its loop turned, for the pod's liveness probe (`controllerhealth`); empty: nowhere.
+# The controller lease (rollouts.lease): its lifetime, renewed every third of it from a thread of its own, and how
+# often a standby tries to take it. A leader that stops (SIGTERM) is replaced within the poll, a crashed one
+# within the lifetime; a leader that cannot renew stops acting a third of the lifetime before the lease expires.
+MLCP_CONTROLLER_LEASE_S = env_int("MLCP_CONTROLLER_LEASE_S", 15)
+MLCP_CONTROLLER_LEASE_POLL_S = env_int("MLCP_CONTROLLER_LEASE_POLL_MS", 1000) / 1000
+# Analysis rows kept per rollout step besides the decisive ones; older ones are compacted into a summary.
+MLCP_ANALYSIS_KEEP_PER_STEP = env_int("MLCP_ANALYSIS_KEEP_PER_STEP", 50)
 MLCP_CONTROLLER_HEARTBEAT_FILE = env_str("MLCP_CONTROLLER_HEARTBEAT_FILE", "")
 # /metrics: a bearer token Prometheus must send (unset: open, like /healthz), and how long one rendering of the
 # database's aggregates is served again, so scrapes from many Prometheus replicas cost the database little.

@@ -135,7 +135,7 @@ class Narrator:
             self._last_run = run.pk
             if (run.step, run.verdict) != self._last_verdict:
                 self._last_verdict = (run.step, run.verdict)
-                self._line(f"analysis at step {run.step}: {run.verdict.upper()} - {run.reason}")
+                self._line(f"analysis at step {run.step + 1}: {run.verdict.upper()} - {run.reason}")
         for event in RolloutEvent.objects.filter(rollout_id=self.rollout_id, pk__gt=self._last_event).order_by("pk"):
             self._last_event = event.pk
             move = event.new if event.old in ("", event.new) else f"{event.old} -> {event.new}"

@@ -6,22 +6,31 @@ pure `plan()` for one `Action`, and `apply()`s it: database first (by
 compare-and-set, so an on-call change made meanwhile wins), cluster second
 (idempotent "ensure" calls, so a crash between the two is repaired next tick).
 Nothing lives only in memory: a new `Controller` resumes mid-step.
+
+Work that needs no metrics (starting, promoting, retreating) runs in a lane of
+worker threads of its own, so an analysis stuck on Prometheus never delays a
+rollback; within a lane the rollout that waited longest goes first. Every
+write is fenced by the controller lease (`rollouts.lease`): a controller that
+lost it, or cannot renew it, writes nothing more.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from concurrent import futures
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, connection, transaction
-from django.db.models import F, Q
+from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from controlplane.errors import IllegalTransition, InvalidInput, MlcpError
@@ -30,9 +39,13 @@ from k8s import (CanarySpec, ClusterObjectMissing, DeploymentWorkloads, RouterTa
 from rollouts import services
 from rollouts.analysis import Verdict
 from rollouts.choices import ACTIVE, Phase
+from rollouts.circuit import MetricsCircuit
+from rollouts.history import record_analysis
+from rollouts.lease import (LEASE_PK, FencedCluster, Grant, LeaseKeeper, LeaseLost, acquire_lease, acting_under,
+                            check_fence, release_lease, require_grant)
 from rollouts.liveness import observe_tick
 from rollouts.metrics import MetricsUnavailable, analysed_steps_of, analyze_tick
-from rollouts.models import AnalysisRun, ControllerLease, Rollout
+from rollouts.models import ControllerLease, Rollout
 from rollouts.strategy import Step
 
 log = logging.getLogger(__name__)
@@ -133,7 +146,7 @@ def plan(state: RolloutState, observed: Observed) -> Action:
 
     def hold(reason, analysis=None):
         if overdue:
-            return act(Do.ABORT, f"step {index} ({step.weight}%) did not pass by its deadline "
+            return act(Do.ABORT, f"step {index + 1} ({step.weight}%) did not pass by its deadline "
                                  f"{state.deadline_at:%Y-%m-%d %H:%M:%S}Z: {reason}", analysis=analysis)
         return act(Do.HOLD, reason, analysis=analysis)
 
@@ -143,7 +156,7 @@ def plan(state: RolloutState, observed: Observed) -> Action:
         return act(Do.BEGIN_PROMOTION)
     if (observed.canary_version != state.canary_version
             or observed.route != build_router(state.traffic, None).expected(step.weight)):
-        return act(Do.ENSURE_STEP, f"set step {index}: {step.weight}% to the canary")
+        return act(Do.ENSURE_STEP, f"set step {index + 1}: {step.weight}% to the canary")
     if not observed.canary_ready:
         return hold("waiting for the canary's pods to be ready")
     analysis = observed.analysis
@@ -151,7 +164,7 @@ def plan(state: RolloutState, observed: Observed) -> Action:
         if analysis is None:
             return hold(f"no analysis: {observed.metrics_error or 'not run'}")
         if analysis.verdict == Verdict.FAIL:
-            return act(Do.ROLL_BACK, f"analysis failed at step {index} ({step.weight}%): {analysis.reason}",
+            return act(Do.ROLL_BACK, f"analysis failed at step {index + 1} ({step.weight}%): {analysis.reason}",
                        analysis=analysis)
         if analysis.verdict == Verdict.INVALID:
             # The canary does not get the share it was set to: nothing it shows may promote it.
@@ -160,13 +173,13 @@ def plan(state: RolloutState, observed: Observed) -> Action:
             return hold(f"analysis inconclusive: {analysis.reason}", analysis)
     pause_until = (state.step_started_at or observed.now) + timedelta(seconds=step.pause_s)
     if observed.now < pause_until:
-        return act(Do.HOLD, f"step {index} ({step.weight}%) holds until {pause_until:%H:%M:%S}Z"
+        return act(Do.HOLD, f"step {index + 1} ({step.weight}%) holds until {pause_until:%H:%M:%S}Z"
                    + (" (analysis passes)" if step.analysis else ""), analysis=analysis)
     nxt = index + 1
     if state.steps[nxt].promotes:
-        return act(Do.BEGIN_PROMOTION, f"step {index} ({step.weight}%) passed; promoting", to_step=nxt,
+        return act(Do.BEGIN_PROMOTION, f"step {index + 1} ({step.weight}%) passed; promoting", to_step=nxt,
                    analysis=analysis)
-    return act(Do.NEXT_STEP, f"step {index} ({step.weight}%) passed; step {nxt}: {state.steps[nxt].weight}%",
+    return act(Do.NEXT_STEP, f"step {index + 1} ({step.weight}%) passed; step {nxt + 1}: {state.steps[nxt].weight}%",
                to_step=nxt, analysis=analysis)
 
 
@@ -177,82 +190,219 @@ def plan(state: RolloutState, observed: Observed) -> Action:
 WaitForRollouts = Callable[[dict[futures.Future, int]], tuple[set[futures.Future], set[futures.Future]]]
 
 
+# Phases whose next step needs no metrics: they run in a lane of their own, so a
+# rollback never queues behind an analysis waiting on Prometheus.
+NEEDS_NO_METRICS = frozenset({Phase.PENDING, Phase.PROMOTING, Phase.ROLLING_BACK})
+
+
+class _Lane:
+    """A fixed set of worker threads for one kind of work, fed in the order it is submitted.
+
+    Daemon threads: one stuck in a call at shutdown must not hold the process
+    (and with it the lease's release); whatever it does afterwards is fenced.
+    """
+
+    def __init__(self, name: str, workers: int) -> None:
+        self.name = name
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        for number in range(workers):
+            threading.Thread(target=self._work, name=f"{name}-{number}", daemon=True).start()
+
+    def submit(self, fn, *args) -> futures.Future:
+        future: futures.Future = futures.Future()
+        self._queue.put((future, fn, args))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            future, fn, args = self._queue.get()
+            if not future.set_running_or_notify_cancel():
+                continue  # cancelled while it waited
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # the future carries it to whoever waits
+                future.set_exception(exc)
+
+
+class _Stopping(Exception):
+    """The controller is shutting down: a step not yet begun is not begun."""
+
+
 class Controller:
     """Reconciles every active rollout against one cluster and one metrics provider."""
 
     def __init__(self, cluster, provider, *, max_workers: int = 4, rollout_timeout_s: float = 60.0,
-                 fetcher_image: str | None = None, wait_for_rollouts: WaitForRollouts | None = None) -> None:
+                 fetcher_image: str | None = None, wait_for_rollouts: WaitForRollouts | None = None,
+                 lease: LeaseKeeper | None = None) -> None:
         self.cluster = cluster
         self.provider = provider
-        self.workloads = DeploymentWorkloads(cluster, **({"fetcher_image": fetcher_image} if fetcher_image else {}))
+        # Every cluster call, each retry included, first checks the lease its thread acts under.
+        self.workloads = DeploymentWorkloads(FencedCluster.around(cluster),
+                                             **({"fetcher_image": fetcher_image} if fetcher_image else {}))
         self.max_workers = max_workers
         self.rollout_timeout_s = rollout_timeout_s
+        self.lease = lease
         # How a tick waits for its rollouts' threads; tests put a condition in
         # place of the wall-clock budget, which would make them depend on how
         # fast the machine is.
         self.wait_for_rollouts = wait_for_rollouts or self._wait_up_to_the_timeout
-        self._in_flight: set[int] = set()
         self._lock = threading.Lock()
+        self._lanes: tuple[_Lane, _Lane] | None = None
+        self._in_flight: set[tuple[str, int]] = set()  # (lane, rollout id)
+        self._queued: set[futures.Future] = set()
+        self._last_turn: dict[int, float] = {}  # rollout id -> monotonic time its last reconcile ended
+        # One step applied at a time per rollout, across lanes; `stop()` waits for those under way.
+        self._rollout_locks: dict[int, threading.Lock] = {}
+        self._applying = threading.Condition()
+        self._steps_under_way = 0
+        self._stopping = False
 
     @classmethod
     def from_settings(cls, **kwargs) -> "Controller":
         cluster = connect(settings.MLCP_K8S_HOST or None, kubeconfig=settings.KUBECONFIG or None)
-        return cls(cluster, services.metrics_provider(), **kwargs)
+        return cls(cluster, MetricsCircuit(services.metrics_provider()), **kwargs)
 
     # --- the loop ---------------------------------------------------------
 
-    def tick(self, now: datetime | None = None) -> dict[int, str]:
-        """Reconcile every active, unpaused rollout once; {rollout id: what happened}."""
-        now = now or timezone.now()
-        ids = list(Rollout.objects.filter(phase__in=ACTIVE - {Phase.PAUSED}).order_by("pk")
-                   .values_list("pk", flat=True))
+    def tick(self, now: datetime | None = None, *, grant: Grant | None = None) -> dict[int, str]:
+        """Reconcile every active, unpaused rollout once; {rollout id: what happened}.
+
+        The rollout that waited longest goes first (then the one whose state is
+        oldest), not the lowest id. `now` fixes every rollout's instant (tests
+        drive time so); otherwise each takes its own when its turn comes, so the
+        last of many is not judged on a stale one. Writes are fenced by `grant`,
+        or by this controller's lease keeper's; raises `LeaseLost` without one.
+        """
+        grant = grant or self._grant()
+        rows = list(Rollout.objects.filter(phase__in=ACTIVE - {Phase.PAUSED})
+                    .values_list("pk", "phase", "updated_at"))
+        with self._lock:
+            rows.sort(key=lambda row: (self._last_turn.get(row[0], 0.0), row[2], row[0]))
         if self.max_workers <= 0:
-            return {pk: self.reconcile(pk, now) for pk in ids}
+            with acting_under(grant):
+                return {pk: self._turn(pk, now) for pk, _, _ in rows}
+        fast, analysis = self._start_lanes()
         results: dict[int, str] = {}
         pending: dict[futures.Future, int] = {}
-        # Fresh threads each tick: a call stuck past its timeout keeps its
-        # thread, and only that rollout is skipped until it returns.
-        pool = futures.ThreadPoolExecutor(self.max_workers, thread_name_prefix="rollout")
-        for pk in ids:
+        for pk, phase, _ in rows:
+            lane = fast if phase in NEEDS_NO_METRICS else analysis
             with self._lock:
-                if pk in self._in_flight:
+                if (lane.name, pk) in self._in_flight:
                     results[pk] = "still running from an earlier tick"
                     continue
-                self._in_flight.add(pk)
-            pending[pool.submit(self._reconcile_in_thread, pk, now)] = pk
+                self._in_flight.add((lane.name, pk))
+                future = lane.submit(self._reconcile_in_thread, pk, now, grant)
+                self._queued.add(future)
+            future.add_done_callback(functools.partial(self._landed, lane.name, pk))
+            pending[future] = pk
         done, not_done = self.wait_for_rollouts(pending)
         for future in done:
-            results[pending[future]] = future.result()
+            results[pending[future]] = "cancelled" if future.cancelled() else future.result()
         for future in not_done:
-            results[pending[future]] = f"timed out after {self.rollout_timeout_s:.0f}s"
-            log.warning("rollout %s: reconcile still running after %ss", pending[future], self.rollout_timeout_s)
-        pool.shutdown(wait=False)
+            # It goes on in its lane; the next tick skips it until it lands.
+            results[pending[future]] = f"timed out after {self.rollout_timeout_s:.0f}s (still running)"
+            log.info("rollout %s: reconcile still running after %ss", pending[future], self.rollout_timeout_s)
         return results
+
+    def _grant(self) -> Grant | None:
+        if self.lease is None:
+            return None
+        grant = self.lease.grant()
+        if grant is None:
+            raise LeaseLost(f"{self.lease.holder} does not hold the controller lease")
+        return grant
+
+    def _start_lanes(self) -> tuple[_Lane, _Lane]:
+        if self._lanes is None:
+            self._lanes = (_Lane("no-metrics", self.max_workers), _Lane("analysis", self.max_workers))
+        return self._lanes
+
+    def _landed(self, lane: str, pk: int, future: futures.Future) -> None:
+        with self._lock:
+            self._in_flight.discard((lane, pk))
+            self._queued.discard(future)
 
     def _wait_up_to_the_timeout(self, pending: dict[futures.Future, int]) -> tuple[set, set]:
         return futures.wait(pending, timeout=self.rollout_timeout_s)
 
-    def _reconcile_in_thread(self, pk: int, now: datetime) -> str:
+    def _reconcile_in_thread(self, pk: int, now: datetime | None, grant: Grant | None) -> str:
         try:
             close_old_connections()
-            return self.reconcile(pk, now)
+            with acting_under(grant):
+                return self._turn(pk, now)
         finally:
             connection.close()
-            with self._lock:
-                self._in_flight.discard(pk)
 
-    def reconcile(self, pk: int, now: datetime) -> str:
+    def _turn(self, pk: int, now: datetime | None) -> str:
+        try:
+            return self.reconcile(pk, now)
+        finally:
+            with self._lock:
+                self._last_turn[pk] = time.monotonic()
+
+    def cancel_queued(self, *_lost_generation) -> None:
+        """Drop every reconcile still queued (on losing the lease, on shutdown); those running meet the fence."""
+        with self._lock:
+            queued = list(self._queued)
+        for future in queued:
+            future.cancel()
+
+    def stop(self, timeout_s: float = 10.0) -> bool:
+        """Begin no new step, drop queued work, and wait up to `timeout_s` for the steps being applied to end.
+
+        An analysis still waiting on Prometheus is not waited for: it finds the
+        controller stopping before it could apply anything. True if every step ended.
+        """
+        with self._applying:
+            self._stopping = True
+        self.cancel_queued()
+        with self._applying:
+            return self._applying.wait_for(lambda: self._steps_under_way == 0, timeout=timeout_s)
+
+    @contextmanager
+    def _step(self, pk: int):
+        """Apply one rollout's step alone: not while another lane applies one to it, nor once stopping."""
+        require_grant()  # a controller frozen or cut off since it observed stops here, before any write
+        with self._applying:
+            if self._stopping:
+                raise _Stopping()
+            self._steps_under_way += 1
+        with self._lock:
+            rollout_lock = self._rollout_locks.setdefault(pk, threading.Lock())
+        try:
+            with rollout_lock:
+                yield
+        finally:
+            with self._applying:
+                self._steps_under_way -= 1
+                self._applying.notify_all()
+
+    def reconcile(self, pk: int, now: datetime | None = None) -> str:
         """Observe, plan and apply one action for rollout `pk`; never raises."""
         try:
+            now = now or timezone.now()  # this rollout's own instant, not the tick's
             rollout = services.get_rollout(pk)
             state = RolloutState.of(rollout)
             action = plan(state, self.observe(rollout, state, now))
-            return self.apply(action, now)
+            with self._step(pk):
+                return self.apply(action, now)
+        except LeaseLost as exc:
+            log.info("rollout %s: %s; nothing written", pk, exc)
+            return "lease lost"
+        except _Stopping:
+            return "stopped"
         except MlcpError as exc:
             # Transient (API down, conflicts): said on the rollout, retried next tick.
             log.info("rollout %s: %s", pk, exc.detail)
-            self._say(pk, None, f"retrying: {exc.detail}")
+            try:
+                self._say(pk, None, f"retrying: {exc.detail}")
+            except (LeaseLost, DatabaseError):
+                pass
             return f"error: {exc.code}"
+        except DatabaseError as exc:
+            # A locked or unreachable database: each write is one transaction, so nothing is half done.
+            log.warning("rollout %s: database error, retried next tick: %s", pk, exc)
+            return "error: database"
         except Exception:  # one broken rollout must not stop the others
             log.exception("rollout %s: reconcile failed", pk)
             return "error: unexpected"
@@ -294,8 +444,10 @@ class Controller:
         if rollout.phase != action.phase or rollout.current_step != action.step:
             return "superseded"
         if action.analysis is not None:
-            AnalysisRun.objects.create(rollout=rollout, step=action.step, at=now, verdict=action.analysis.verdict,
-                                       reason=action.analysis.reason, evidence=action.analysis.evidence)
+            # A hold that passes or waits decides nothing: it is compacted with its step's others in time.
+            decisive = action.do != Do.HOLD or action.analysis.verdict == Verdict.FAIL
+            record_analysis(rollout.pk, action.step, at=now, verdict=action.analysis.verdict,
+                            reason=action.analysis.reason, evidence=action.analysis.evidence, decisive=decisive)
         try:
             return self._apply(action, rollout, now)
         except IllegalTransition as exc:
@@ -325,7 +477,7 @@ class Controller:
             services.advance_step(rollout, action.to_step, actor=ACTOR, reason=action.reason, now=now,
                                   evidence=_verdict_evidence(action))
             self._ensure_step(rollout)
-            return f"step {action.to_step}"
+            return f"step {action.to_step + 1}"
         if do == Do.BEGIN_PROMOTION:
             last = len(services.steps_of(rollout)) - 1
             services.transition_rollout(rollout, Phase.PROMOTING, actor=ACTOR, now=now, reason=action.reason,
@@ -394,10 +546,14 @@ class Controller:
     @staticmethod
     def _say(pk: int, phase: str | None, message: str) -> None:
         """Keep what the controller last saw on the rollout, written only when it changed."""
-        rows = Rollout.objects.filter(pk=pk).exclude(message=message)
+        rows = Rollout.objects.filter(pk=pk).exclude(message=message[:2000])
         if phase is not None:
             rows = rows.filter(phase=phase)
-        rows.update(message=message[:2000])
+        if not rows.exists():
+            return
+        with transaction.atomic():
+            check_fence()
+            rows.update(message=message[:2000])
 
 
 def _canary_spec(rollout: Rollout) -> CanarySpec:
@@ -413,46 +569,34 @@ def _verdict_evidence(action: Action) -> dict:
 
 
 # ------------------------------------------------------------------ lease
-
-LEASE_PK = 1
-
-
-def acquire_lease(holder: str, *, ttl_s: float, now: datetime | None = None) -> bool:
-    """Take or renew the one controller lease by compare-and-set; False if another holds it."""
-    now = now or timezone.now()
-    expires = now + timedelta(seconds=ttl_s)
-    taken = ControllerLease.objects.filter(pk=LEASE_PK).filter(Q(holder=holder) | Q(expires_at__lte=now)).update(
-        holder=holder, expires_at=expires)
-    if taken:
-        return True
-    if ControllerLease.objects.filter(pk=LEASE_PK).exists():
-        return False
-    try:
-        with transaction.atomic():
-            ControllerLease.objects.create(pk=LEASE_PK, holder=holder, expires_at=expires)
-    except IntegrityError:
-        return False  # another controller created it first
-    return True
-
-
-def release_lease(holder: str) -> None:
-    """Give the lease up at once (on shutdown), so a successor need not wait for it to expire."""
-    ControllerLease.objects.filter(pk=LEASE_PK, holder=holder).update(expires_at=timezone.now() - timedelta(seconds=1))
-
+# The lease and its fence live in rollouts.lease; acquire_lease and
+# release_lease are imported above for the callers that knew them here.
 
 # -------------------------------------------------------------- heartbeat
 # Written by the lease holder only, so the web can tell whether any controller
 # acts (rollouts.liveness) and /metrics can show how long ticks take.
 
 def tick_holding_lease(controller: Controller, holder: str, *, ttl_s: float) -> dict[int, str] | None:
-    """Take or renew the lease and, holding it, tick once with a heartbeat; None when another controller holds it."""
-    started_at = timezone.now()
-    if not acquire_lease(holder, ttl_s=ttl_s, now=started_at):
+    """Take or renew the lease and, under it, tick once with a heartbeat; None when another controller holds it.
+
+    For one-off ticks (`runcontroller --once`, demos, tests): writes are fenced
+    by the lease row. The long-running loop keeps its lease with a `LeaseKeeper`
+    instead, so the lease's lifetime never depends on how long a tick takes.
+    """
+    generation = acquire_lease(holder, ttl_s=ttl_s)
+    if generation is None:
         return None
-    begin_tick(holder, started_at)
+    return tick_with_heartbeat(controller, Grant(holder, generation))
+
+
+def tick_with_heartbeat(controller: Controller, grant: Grant) -> dict[int, str]:
+    """Tick once under `grant`, recording when it started and finished on the lease row."""
+    started_at = timezone.now()
+    begin_tick(grant.holder, started_at)
     clock = time.monotonic()
-    results = controller.tick(started_at)
-    finish_tick(holder, finished_at=timezone.now(), duration_s=time.monotonic() - clock, reconciled=len(results))
+    results = controller.tick(grant=grant)
+    finish_tick(grant.holder, finished_at=timezone.now(), duration_s=time.monotonic() - clock,
+                reconciled=len(results))
     return results
 
 

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.utils import timezone
 
 # Bounds of the tick-duration histogram (`mlcp_controller_tick_seconds`). A tick
-# waits at most the rollout timeout (60 s by default) for its rollouts.
+# waits for its rollouts at most the rollout timeout (`runcontroller`: the interval, 10 s by default).
 TICK_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 

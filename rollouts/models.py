@@ -78,7 +78,14 @@ class RolloutEvent(models.Model):
 
 
 class AnalysisRun(models.Model):
-    """One analysis of one step: the verdict and the queries and values behind it."""
+    """One analysis of one step: the verdict and the queries and values behind it.
+
+    `at` is the instant this rollout's own analysis was evaluated at (each
+    rollout takes its own, not one per tick), `recorded_at` when the row was
+    written. Rows that decided nothing are compacted into an
+    `AnalysisStepSummary` beyond the newest MLCP_ANALYSIS_KEEP_PER_STEP of a step
+    (`rollouts.history`); `decisive` ones (a move, a failure) are always kept.
+    """
 
     rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="analysis_runs")
     step = models.PositiveSmallIntegerField()
@@ -86,9 +93,32 @@ class AnalysisRun(models.Model):
     verdict = models.CharField(max_length=16)
     reason = models.TextField(blank=True)
     evidence = models.JSONField(default=dict, blank=True)
+    recorded_at = models.DateTimeField(default=timezone.now)
+    decisive = models.BooleanField(default=False, help_text="it moved the rollout, or failed")
+    lease_generation = models.PositiveBigIntegerField(null=True, blank=True,
+                                                      help_text="the controller lease it was written under")
 
     class Meta:
         ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["rollout", "step", "decisive", "at"], name="analysisrun_retention")]
+
+
+class AnalysisStepSummary(models.Model):
+    """The analyses of one step that were compacted away: how many, when, and their verdicts."""
+
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="analysis_summaries")
+    step = models.PositiveSmallIntegerField()
+    runs = models.PositiveIntegerField(default=0)
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+    verdicts = models.JSONField(default=dict, blank=True, help_text="{verdict: count}")
+
+    class Meta:
+        ordering = ["rollout", "step"]
+        constraints = [models.UniqueConstraint(fields=["rollout", "step"], name="one_summary_per_step")]
+
+    def __str__(self):
+        return f"rollout {self.rollout_id} step {self.step}: {self.runs} compacted analyses"
 
 
 class ControllerLease(models.Model):
@@ -101,6 +131,10 @@ class ControllerLease(models.Model):
 
     holder = models.CharField(max_length=200)
     expires_at = models.DateTimeField()
+    # The fencing token: one more each time the lease changes hands (a lapsed
+    # lease taken again by its old holder included). Every controller write
+    # checks it (`rollouts.lease`), so a controller that lost the lease writes nothing.
+    generation = models.PositiveBigIntegerField(default=0)
     tick_started_at = models.DateTimeField(null=True, blank=True)
     tick_finished_at = models.DateTimeField(null=True, blank=True)
     tick_duration_s = models.FloatField(null=True, blank=True, help_text="the last finished tick's")

@@ -23,6 +23,7 @@ from registry.choices import VersionStatus
 from registry.models import AliasMove, ModelVersion, RegisteredModel
 from rollouts.choices import (ACTIVE, CONTROLS, RETREAT_OUTCOMES, TRANSITIONS, Control, Phase, RolloutKind,
                               allowed_controls)
+from rollouts.lease import check_fence
 from rollouts.models import Rollout, RolloutEvent
 from rollouts.outbox import enqueue as enqueue_notification
 from k8s import RouterTarget
@@ -71,6 +72,8 @@ def transition_rollout(rollout: Rollout, new: str, *, actor, reason: str = "", e
         raise IllegalTransition(f"rollout {rollout.pk} cannot go from {old} to {new}",
                                 from_state=old, to_state=new)
     with transaction.atomic():
+        # The controller's moves are fenced by its lease, checked in this transaction; a person's are not.
+        check_fence()
         updated = Rollout.objects.filter(pk=rollout.pk, phase=old).update(phase=new, updated_at=now, **fields)
         if updated != 1:
             current = Rollout.objects.filter(pk=rollout.pk).values_list("phase", flat=True).first()
@@ -99,6 +102,7 @@ def advance_step(rollout: Rollout, to_step: int, *, actor, reason: str = "", evi
                                   now=now, current_step=to_step, step_started_at=now, deadline_at=None, message="")
     deadline = now + analysis_of(rollout).step_deadline(steps[to_step])
     with transaction.atomic():
+        check_fence()
         updated = Rollout.objects.filter(pk=rollout.pk, phase=Phase.PROGRESSING,
                                          current_step=rollout.current_step).update(
             current_step=to_step, step_started_at=now, deadline_at=deadline, updated_at=now, message="")
@@ -108,7 +112,7 @@ def advance_step(rollout: Rollout, to_step: int, *, actor, reason: str = "", evi
         rollout.current_step, rollout.step_started_at, rollout.deadline_at = to_step, now, deadline
         rollout.updated_at, rollout.message = now, ""
         record_event(rollout, Phase.PROGRESSING, Phase.PROGRESSING, actor=actor, now=now,
-                     reason=reason or f"step {to_step}: {steps[to_step].weight}% to the canary",
+                     reason=reason or f"step {to_step + 1}: {steps[to_step].weight}% to the canary",
                      evidence={"weight": steps[to_step].weight, **(evidence or {})})
     return rollout
 
@@ -283,7 +287,7 @@ def promote(rollout: Rollout, *, actor, full: bool = False, now: datetime | None
     require_control(rollout, Control.PROMOTE)
     steps = steps_of(rollout)
     target = len(steps) - 1 if full else min(rollout.current_step + 1, len(steps) - 1)
-    reason = "promoted by hand" + (" to 100%" if full else f" to step {target} ({steps[target].weight}%)")
+    reason = "promoted by hand" + (" to 100%" if full else f" to step {target + 1} ({steps[target].weight}%)")
     if steps[target].promotes:
         return transition_rollout(rollout, Phase.PROMOTING, actor=actor, reason=reason, now=now,
                                   current_step=target, step_started_at=now, deadline_at=None)

@@ -12,6 +12,11 @@ what its first did, however many tests ran before: it keeps only the last
 alone, and finds a named object by its key. (Left as it is, kmock keeps every
 request and re-filters all of them for every request it serves, so each
 request costs more than the one before.)
+
+For chaos tests it also keeps a bounded log of the writes it applied (who sent
+each, by User-Agent, and the spec it left), can fail requests at random
+(`fail_at_random`), and can ask a check about every write before applying it
+(`watch_writes`), e.g. whether its sender held the controller lease just then.
 """
 
 from __future__ import annotations
@@ -19,8 +24,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
+import copy
 import itertools
+import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +82,22 @@ class Fault:
         return self.methods is None or method.upper() in self.methods
 
 
+@dataclass(frozen=True)
+class Write:
+    """One write the emulator applied: its place among all requests served, who sent it, and what it left."""
+
+    served: int  # the request's number (`KubeEmulator.mark()` counts the same way)
+    method: str
+    namespace: str | None
+    name: str | None
+    user_agent: str
+    spec: dict | None  # the object's spec after the write; None once deleted
+    check: str | None = None  # what the `watch_writes` check said about it, if one was set
+
+
+_WRITES = frozenset({kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE})
+
+
 @attrs.define(kw_only=True)
 class _FaultyEmulator(kmock.KubernetesEmulator):
     """kmock's emulator with injected faults and the API server's bookkeeping.
@@ -90,6 +114,10 @@ class _FaultyEmulator(kmock.KubernetesEmulator):
     faults: collections.deque = attrs.field(factory=collections.deque)
     faults_lock: threading.Lock = attrs.field(factory=threading.Lock)
     last_resource_version: int = 0
+    fault_rate: float = 0.0  # the chance that any request without a queued fault fails with a 500
+    fault_random: random.Random = attrs.field(factory=random.Random)
+    writes: collections.deque = attrs.field(factory=lambda: collections.deque(maxlen=REQUEST_LOG_SIZE))
+    write_check: Callable[[str], str | None] | None = None
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -125,9 +153,26 @@ class _FaultyEmulator(kmock.KubernetesEmulator):
                     )
                 if request.action == kmock.action.UPDATE:
                     self._check_resource_version(request)
-            return await super()._handle(request)
+            served, check = self._requests.served, None
+            writing = request.resource is not None and request.action in _WRITES
+            user_agent = request.headers.get("User-Agent", "") if writing else ""
+            if writing and self.write_check is not None:
+                # Off the loop: the check may block (a database query).
+                check = await asyncio.get_running_loop().run_in_executor(None, self.write_check, user_agent)
+            response = await super()._handle(request)
+            if writing:
+                self._log_write(request, served, user_agent, check)
+            return response
         finally:
             _routing.reset(routing)
+
+    def _log_write(self, request, served: int, user_agent: str, check: str | None) -> None:
+        name = request.name or ((request.data or {}).get("metadata") or {}).get("name")
+        namespace = request.namespace or ((request.data or {}).get("metadata") or {}).get("namespace")
+        key = (request.resource, namespace, name)
+        stored = self.objects[key] if name and key in self.objects else None
+        spec = None if stored is None or stored.deleted else copy.deepcopy(stored.raw.get("spec"))
+        self.writes.append(Write(served, str(request.method.value), namespace, name, user_agent, spec, check))
 
     def _KubernetesEmulator__get_objs(self, request, strict):
         # Overrides kmock's private `__get_objs`, which its fetch, create,
@@ -185,6 +230,8 @@ class _FaultyEmulator(kmock.KubernetesEmulator):
                 if fault.applies_to(method):
                     del self.faults[index]
                     return fault
+            if self.fault_rate and self.fault_random.random() < self.fault_rate:
+                return Fault(500, "InternalError")
         return None
 
 
@@ -226,9 +273,16 @@ class KubeEmulator:
         with self.handler.faults_lock:
             self.handler.faults.extend([fault] * count)
 
+    def fail_at_random(self, rate: float, *, seed: int | None = None) -> None:
+        """Answer each request, with chance `rate`, with a 500 (queued `fail_next` faults go first)."""
+        with self.handler.faults_lock:
+            self.handler.fault_rate = rate
+            self.handler.fault_random.seed(seed)
+
     def clear_faults(self) -> None:
         with self.handler.faults_lock:
             self.handler.faults.clear()
+            self.handler.fault_rate = 0.0
 
     def pending_faults(self) -> int:
         with self.handler.faults_lock:
@@ -271,6 +325,17 @@ class KubeEmulator:
                       "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas}
             if (current.get("status") or {}) != status:
                 self.patch_object(DEPLOYMENTS, namespace, name, {"status": status})
+
+    def watch_writes(self, check: Callable[[str], str | None] | None) -> None:
+        """Call `check(user_agent)` before applying each write, in a thread of its own, and keep what it
+        returns with the write (`writes()`); None stops."""
+        self.handler.write_check = check
+
+    def writes(self, since: int | None = None) -> list[Write]:
+        """The writes applied after the mark `since` (or every one the log still holds), oldest first."""
+        def read():
+            return [w for w in self.handler.writes if since is None or w.served >= since]
+        return self._on_loop(read)
 
     def mark(self) -> int:
         """A point in the request log: `requests(since=mark)` lists the API requests served after it."""

@@ -51,7 +51,7 @@ def test_demo_promotes_the_good_canary_and_rolls_back_the_bad_one(tmp_path):
     assert "rollout digits-resnet:1: succeeded; production is digits-resnet:1" in out
     assert "good canary digits-resnet:2: succeeded; production is digits-resnet:2" in out
     assert "bad canary digits-resnet:3: rolled back automatically by the controller" in out
-    assert "analysis at step 0: PASS" in out and "analysis at step 0: FAIL" in out
+    assert "analysis at step 1: PASS" in out and "analysis at step 1: FAIL" in out  # steps count from 1
 
     shell = _manage(env, "shell", "-c", STATES, timeout=60)
     assert shell.returncode == 0, shell.stderr[-4000:]
