@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import kombu.pools
@@ -19,6 +18,7 @@ from registry import services
 from registry.choices import VersionStatus
 from registry.models import GateResult, ModelVersion, RegisteredModel
 from registry.storage import default_store
+from tests.support.celery_worker import celery_worker
 from tests.support.webserver import server_env
 from workers.pipeline import INT8_DERIVATION
 
@@ -47,23 +47,6 @@ def broker(celery_on_test_redis):
     redis.Redis.from_url(celery_on_test_redis).flushdb()
     yield celery_on_test_redis
     redis.Redis.from_url(celery_on_test_redis).flushdb()
-
-
-@contextmanager
-def celery_worker(broker_url: str, **env):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "controlplane.celery", "worker", "-Q", "gates,default",
-         "--pool", "solo", "--concurrency", "1", "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip",
-         "--without-mingle"],
-        cwd=ROOT, env=server_env(CELERY_BROKER_URL=broker_url, CELERY_VISIBILITY_TIMEOUT="5", **env),
-        start_new_session=True,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=60)
 
 
 def _wait_for(predicate, what: str, deadline_s: float = 300):
