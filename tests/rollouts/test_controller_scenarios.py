@@ -176,7 +176,7 @@ def test_error_spike_in_canary_rolls_back_at_once(scenario, controller):
     assert "canary_vs_stable_errors" in failed_checks and "burn_rate" in failed_checks
     assert any('track="canary"' in q["query"] and q["value"] for q in failed.evidence["queries"])
     event = s.rollout.events.get(new=Phase.ROLLING_BACK)
-    assert event.actor == "controller" and "analysis failed at step 1" in event.reason
+    assert event.actor == "controller" and "analysis failed at step 2" in event.reason
     assert event.evidence["verdict"] == "fail"
 
 

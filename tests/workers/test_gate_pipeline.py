@@ -235,7 +235,9 @@ def test_a_gate_whose_worker_dies_on_every_delivery_ends_as_worker_crashed(broke
     # The sandbox keeps a model from killing its worker; what still can (the node's OOM killer, a
     # driver crash on a GPU node) is stood in for by this test killing the worker mid-gate.
     deliveries = 2
-    digits_model.gate_policy = {"gates": ["validation"]}
+    # Long enough that each delivery is seen running before it is killed (a default validation can end
+    # between two looks).
+    digits_model.gate_policy = {"gates": ["validation"], "validation": {"timed_iterations": 5000}}
     digits_model.save()
     version = None
     for delivery in range(1, deliveries + 1):
