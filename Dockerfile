@@ -4,12 +4,14 @@
 #
 #   docker build -t ghcr.io/example/mlcp:0.1.0 .
 #   docker build -t ghcr.io/example/mlcp-cuda:0.1.0 \
-#       --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 \
-#       --build-arg ONNXRUNTIME=onnxruntime-gpu .
+#       --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu130 \
+#       --build-arg ONNXRUNTIME=onnxruntime-gpu==1.31.1 .
 #
 # The default image carries the CPU build of torch (the CUDA wheels weigh gigabytes). The CUDA variant
 # takes torch's CUDA wheels, which bring their own CUDA libraries, and onnxruntime-gpu for the validation
 # gate; the node's NVIDIA container runtime provides the driver. Nothing runs as root.
+# onnxruntime-gpu is pinned on its own: it is not published at every onnxruntime version (1.32.0 has no
+# GPU build), and its CUDA provider links one CUDA major (1.31: CUDA 13), which torch's cu130 wheels bring.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -31,9 +33,8 @@ WORKDIR /src
 COPY . .
 RUN pip install . \
     && if [ "${ONNXRUNTIME}" != onnxruntime ]; then \
-         version="$(python -c 'import importlib.metadata as m; print(m.version("onnxruntime"))')"; \
          pip uninstall --yes onnxruntime; \
-         pip install "${ONNXRUNTIME}==${version}"; \
+         pip install "${ONNXRUNTIME}"; \
        fi \
     && python -m compileall -q /opt/mlcp/lib
 

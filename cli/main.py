@@ -21,7 +21,7 @@ from cli import rollout as rollout_cli
 from cli.client import ApiError, MlcpClient, ServerUnreachable, sha256_file
 from cli.output import EXIT_REFUSED, EXIT_UNREACHABLE, console, emit, error, log_line, on_terminal, stdout_console
 
-TERMINAL_STATUSES = {"awaiting_approval", "approved", "rejected", "deployed", "rolled_back", "archived"}
+TERMINAL_STATUSES = {"awaiting_approval", "approved", "canary", "rejected", "deployed", "rolled_back", "archived"}
 
 
 def _progress() -> Progress:

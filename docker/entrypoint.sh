@@ -13,6 +13,8 @@ usage: mlcp-entrypoint MODE [ARGS...]
   controller  the rollout controller and its webhook sender (manage.py runcontroller ARGS)
   serve       the model server (mlcp serve ARGS)
   migrate     apply database migrations, then exit (manage.py migrate --noinput ARGS)
+  migrated    wait until every migration of this image is applied (an init container; gives up
+              after MLCP_MIGRATE_WAIT_S seconds, default 600), then exit
   manage      any manage.py command (manage.py ARGS)
   mlcp        the mlcp command line (mlcp ARGS)
 USAGE
@@ -41,6 +43,21 @@ case "$mode" in
     controller) exec python manage.py runcontroller "$@" ;;
     serve) exec mlcp serve "$@" ;;
     migrate) exec python manage.py migrate --noinput "$@" ;;
+    migrated)
+        # The mlcp-migrate Job applies them; a pod of a new release must not run against the old schema.
+        # `migrate --check` applies nothing: it fails while a migration is unapplied or the database is down.
+        waited=0
+        limit="${MLCP_MIGRATE_WAIT_S:-600}"
+        until python manage.py migrate --check --noinput >/dev/null; do
+            if [ "$waited" -ge "$limit" ]; then
+                echo "mlcp-entrypoint: migrations still not applied after ${waited}s (is the mlcp-migrate Job running?)" >&2
+                exit 1
+            fi
+            echo "mlcp-entrypoint: waiting for the database migrations (${waited}s)" >&2
+            sleep 5
+            waited=$((waited + 5))
+        done
+        ;;
     manage) exec python manage.py "$@" ;;
     mlcp) exec mlcp "$@" ;;
     -h|--help|help)

@@ -14,6 +14,7 @@ class VersionStatus(models.TextChoices):
     GATING = "gating"
     AWAITING_APPROVAL = "awaiting_approval"
     APPROVED = "approved"
+    CANARY = "canary"
     REJECTED = "rejected"
     DEPLOYED = "deployed"
     ROLLED_BACK = "rolled_back"
@@ -25,18 +26,20 @@ TRANSITIONS: dict[str, set[str]] = {
     # A gate that errors (not fails) sends the version back to REGISTERED to be re-gated.
     S.REGISTERED: {S.GATING, S.ARCHIVED},
     S.GATING: {S.AWAITING_APPROVAL, S.APPROVED, S.REJECTED, S.REGISTERED},
-    S.AWAITING_APPROVAL: {S.APPROVED, S.REJECTED, S.ARCHIVED},
-    # DEPLOYED is production: a canary becomes it when its rollout promotes, and one
-    # rolled back before that goes straight to ROLLED_BACK.
-    S.APPROVED: {S.DEPLOYED, S.ROLLED_BACK, S.REJECTED, S.ARCHIVED},
+    # CANARY while its rollout is in flight (a rollout may ship a version awaiting approval when its
+    # model's policy does not require one); the rollout's end decides where it goes next.
+    S.AWAITING_APPROVAL: {S.APPROVED, S.REJECTED, S.ARCHIVED, S.CANARY},
+    S.APPROVED: {S.CANARY, S.REJECTED, S.ARCHIVED},
+    # DEPLOYED is production, and only a promoted canary reaches it (a first deploy too). A rollout that
+    # ends otherwise returns the version to the status it had before (Rollout.version_status_before), or
+    # ROLLED_BACK when it was rolled back for its own fault. An approver may still reject it mid-flight.
+    S.CANARY: {S.DEPLOYED, S.APPROVED, S.AWAITING_APPROVAL, S.ROLLED_BACK, S.REJECTED},
     # A superseded production version stays fit to ship: on-call can roll back to it.
     S.DEPLOYED: {S.APPROVED, S.ROLLED_BACK, S.ARCHIVED},
     S.ROLLED_BACK: {S.GATING, S.ARCHIVED},
     S.REJECTED: {S.ARCHIVED},
     S.ARCHIVED: set(),
 }
-
-SHIPPABLE = {S.APPROVED, S.DEPLOYED}
 
 
 class VersionControl(models.TextChoices):
@@ -56,6 +59,7 @@ CONTROLS: dict[str, frozenset[str]] = {
     S.GATING: frozenset({C.REJECT}),
     S.AWAITING_APPROVAL: frozenset({C.APPROVE, C.REJECT}),
     S.APPROVED: frozenset({C.REJECT}),
+    S.CANARY: frozenset({C.REJECT}),
     S.DEPLOYED: frozenset(),
     S.ROLLED_BACK: frozenset(),
     S.REJECTED: frozenset(),

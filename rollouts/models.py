@@ -30,6 +30,10 @@ class Rollout(models.Model):
     traffic = models.JSONField(help_text="{router, namespace, deployment, replicas, route, *_service}")
     analysis = models.JSONField(default=dict, blank=True, help_text="AnalysisConfig overrides, hold_budget_s")
     approval_required = models.BooleanField(default=True)
+    version_status_before = models.CharField(
+        max_length=32, blank=True,
+        help_text="the canary's status before this rollout made it `canary`: where it returns if the rollout "
+                  "ends without promoting it (unless rolled back for its own fault)")
 
     phase = models.CharField(max_length=16, choices=Phase.choices, default=Phase.PENDING, db_index=True)
     current_step = models.PositiveSmallIntegerField(default=0)

@@ -165,15 +165,18 @@ def _create_rollout(model: RegisteredModel, version: ModelVersion, traffic_confi
                 model=model, version=version, stable_version=production, kind=kind,
                 strategy={"steps": steps_to_json(parsed_steps)}, traffic=traffic_config.to_json(),
                 analysis=analysis_settings.to_json(), approval_required=approval_required,
+                version_status_before=version.status,
                 created_at=now, updated_at=now, created_by=actor if getattr(actor, "pk", None) else None)
             record_event(rollout, "", Phase.PENDING, actor=actor, now=now,
                          reason=reason or f"rollout of {version} started",
                          evidence={"stable_version": production.number if production else None,
                                    "steps": [s.weight for s in parsed_steps]})
-            if version.status == VersionStatus.AWAITING_APPROVAL:
-                registry.transition_version(version, VersionStatus.APPROVED, actor=actor,
-                                            reason=f"rollout {rollout.pk} does not require approval")
-            # The canary stays `approved`: it becomes `deployed` when traffic has moved (finish_promotion).
+            # `canary` from now until the rollout ends: `deployed` only once it carries production traffic
+            # (finish_promotion); back to `version_status_before` otherwise (_settle_version).
+            registry.transition_version(
+                version, VersionStatus.CANARY, actor=actor, rollout=rollout.pk,
+                reason=f"rollout {rollout.pk} started" + (
+                    ", which does not require approval" if version.status == VersionStatus.AWAITING_APPROVAL else ""))
             registry.record_audit(actor, "rollout.started", model_name=model.name, version_number=version.number,
                                   reason=reason, rollout=rollout.pk, kind=kind)
     except IntegrityError:
@@ -248,6 +251,8 @@ def _require_shippable(version: ModelVersion, approval_required: bool) -> None:
         return
     if status == VersionStatus.DEPLOYED:
         raise Conflict(f"{version} is already deployed", code="already_in_production")
+    if status == VersionStatus.CANARY:
+        raise Conflict(f"{version} is already rolling out", code="rollout_in_progress")
     raise Conflict(f"{version} is {status}; only approved versions roll out", code="version_not_approved"
                    if approval_required else "version_not_shippable")
 
@@ -419,8 +424,8 @@ def _deploy(rollout: Rollout, *, actor) -> None:
     if version.status == VersionStatus.DEPLOYED:
         return  # an older mlcp deployed it when the rollout started
     if VersionStatus.DEPLOYED not in REGISTRY_TRANSITIONS[version.status]:
-        # Rejected or archived while its rollout ran: the cluster serves it all the same. Say so, and leave
-        # the status an approver chose rather than overrule it.
+        # Rejected while its rollout ran: the cluster serves it all the same. Say so, and leave the status an
+        # approver chose rather than overrule it.
         log.warning("rollout %s promoted %s, which is %s", rollout.pk, version, version.status)
         registry.record_audit(actor, "rollout.promoted_unshippable", model_name=version.model.name,
                               version_number=version.number, from_state=version.status,
@@ -456,13 +461,15 @@ def fail(rollout: Rollout, *, reason: str, now: datetime | None = None, actor=CO
 
 
 def _settle_version(rollout: Rollout, *, bad: bool, actor, reason: str) -> None:
-    """A rollout that never promoted leaves its canary `approved`, or `rolled_back` when it was bad."""
+    """A rollout that never promoted returns its canary to the status it had before, or `rolled_back` when bad."""
     version = rollout.version
     version.refresh_from_db()
-    target = VersionStatus.ROLLED_BACK if bad else VersionStatus.APPROVED
-    # DEPLOYED only for a canary an older mlcp deployed when its rollout started.
-    if version.status not in (VersionStatus.APPROVED, VersionStatus.DEPLOYED) or version.status == target:
-        return
+    if version.status != VersionStatus.CANARY:
+        return  # rejected by an approver while it ran: that decision stands
+    before = rollout.version_status_before
+    # Rows from before `canary` existed have no status to return to; they were approved to roll out.
+    returns_to = before if before in (VersionStatus.APPROVED, VersionStatus.AWAITING_APPROVAL) else VersionStatus.APPROVED
+    target = VersionStatus.ROLLED_BACK if bad else returns_to
     registry.transition_version(version, target, actor=actor, reason=f"rollout {rollout.pk}: {reason}",
                                 rollout=rollout.pk)
 

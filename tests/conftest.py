@@ -106,7 +106,7 @@ _STATUS_PATHS = {
     "awaiting_approval": ["gating", "awaiting_approval"],
     "approved": ["gating", "approved"],
     "rejected": ["gating", "rejected"],
-    "deployed": ["gating", "approved", "deployed"],
+    "deployed": ["gating", "approved", "canary", "deployed"],
 }
 
 

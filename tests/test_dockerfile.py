@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
 IMAGE_UID = 10001  # the manifests' runAsUser
-MODES = {"web", "worker", "beat", "controller", "serve", "migrate", "manage", "mlcp"}
+MODES = {"web", "worker", "beat", "controller", "serve", "migrate", "migrated", "manage", "mlcp"}
 
 
 def stages() -> list[tuple[str, list[tuple[str, str]]]]:
@@ -126,8 +126,10 @@ def test_the_build_context_leaves_out_tests_development_tools_and_local_state():
 
 @pytest.mark.parametrize("build", ["base", "overlays/gpu"])
 def test_every_manifest_container_starts_a_mode_the_entrypoint_knows(build):
-    for name, pod in pod_specs(render(MANIFESTS / build)).items():
-        for container in pod["containers"]:
+    objects = render(MANIFESTS / build)
+    job_pods = {o["metadata"]["name"]: o["spec"]["template"]["spec"] for o in objects if o["kind"] == "Job"}
+    for name, pod in {**pod_specs(objects), **job_pods}.items():
+        for container in pod["containers"] + pod.get("initContainers", []):
             assert container["image"].startswith(("ghcr.io/example/mlcp:", "ghcr.io/example/mlcp-cuda:")), name
             assert "command" not in container, f"{name} would bypass tini and the entrypoint"
             assert container["args"][0] in MODES, name
@@ -259,3 +261,22 @@ def test_migrate_and_controller_modes_reach_the_database_and_the_cluster(image_h
     check = subprocess.run(probe["exec"]["command"], env=env, cwd=ROOT, capture_output=True, text=True,
                            timeout=300)
     assert check.returncode == 0, check.stderr
+
+
+def test_migrated_mode_waits_for_unapplied_migrations_then_passes_once_migrate_has_run(image_home):
+    """The init container of every database reader: it fails (after MLCP_MIGRATE_WAIT_S) on a schema behind the
+    image's migrations, and passes at once after the migrate Job's mode has run."""
+    env = _image_env(image_home, "web", DATABASE_URL=f"sqlite:///{image_home / 'data' / 'fresh.sqlite3'}",
+                     MLCP_MIGRATE_WAIT_S="0")
+    behind = subprocess.run(["sh", str(ENTRYPOINT), "migrated"], env=env, cwd="/", capture_output=True, text=True,
+                            timeout=300)
+    assert behind.returncode == 1
+    assert "migrations still not applied after 0s" in behind.stderr
+
+    migrate = subprocess.run(["sh", str(ENTRYPOINT), "migrate"], env=env, cwd="/", capture_output=True, text=True,
+                             timeout=600)
+    assert migrate.returncode == 0, migrate.stderr
+    current = subprocess.run(["sh", str(ENTRYPOINT), "migrated"], env=env, cwd="/", capture_output=True, text=True,
+                             timeout=300)
+    assert current.returncode == 0, current.stderr
+    assert "waiting" not in current.stderr

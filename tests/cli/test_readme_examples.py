@@ -57,7 +57,8 @@ def test_the_readmes_examples_run_as_written_against_a_live_server(redis_url, tm
 
     # They did what the README says they do.
     version = ModelVersion.objects.get(model__name="resnet", number=1)
-    assert version.git_commit == "4f2c9e1" and version.status == "approved"
+    # `canary`: its rollout is still retreating (no controller runs here to finish the rollback).
+    assert version.git_commit == "4f2c9e1" and version.status == "canary"
     assert AuditEvent.objects.filter(version_number=1, to_state="approved", actor="alice",
                                      reason="recall holds on every class").exists()
     assert (tmp_path / "model.onnx.sig").exists()  # what `fetch --verify` keeps beside the file

@@ -127,7 +127,7 @@ def test_manifests_are_coherent(build):
         deployment = ids["Deployment", name]
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items(), name
-        for container in pod["containers"]:
+        for container in pod["containers"] + pod.get("initContainers", []):
             assert container["image"] == (PLACEHOLDER_CUDA_IMAGE if name.endswith("-gpu") else PLACEHOLDER_IMAGE)
             assert "command" not in container, f"{name}: the image's entrypoint picks the process from args"
             assert container["resources"]["requests"] and container["resources"]["limits"]
@@ -150,6 +150,24 @@ def test_manifests_are_coherent(build):
     controller = ids["Deployment", "mlcp-controller"]
     assert controller["spec"]["replicas"] == 1
     assert controller["spec"]["template"]["spec"]["containers"][0]["args"] == ["controller"]
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_migrations_run_once_in_a_job_and_every_database_reader_waits_for_them(build):
+    objects = render(MANIFESTS / build)
+    jobs = [o for o in objects if o["kind"] == "Job"]
+    assert [job["metadata"]["name"] for job in jobs] == ["mlcp-migrate"]
+    job_pod = jobs[0]["spec"]["template"]["spec"]
+    assert [c["args"] for c in job_pod["containers"]] == [["migrate"]]
+    assert job_pod["automountServiceAccountToken"] is False
+    readers = {name: pod for name, pod in pod_specs(objects).items()
+               if any(env["name"] == "DATABASE_URL" for c in pod["containers"] for env in c.get("env", []))}
+    assert set(readers) >= {"mlcp-web", "mlcp-controller", "mlcp-worker"}
+    for name, pod in readers.items():
+        waits = [c for c in pod.get("initContainers", []) if c["args"] == ["migrated"]]
+        assert len(waits) == 1, f"{name} would start against an older schema"
+        assert waits[0]["image"] == pod["containers"][0]["image"], f"{name} must wait for its own migrations"
+        assert {e["name"] for e in waits[0]["env"]} >= {"DATABASE_URL", "SECRET_KEY"}
 
 
 def test_gpu_overlay_adds_a_gpu_worker_beside_the_cpu_one():

@@ -48,7 +48,7 @@ class Production:
     def __init__(self, name, kube, tmp_path):
         self.kube, self.namespace, self.deployment = kube, f"oncall-{uuid.uuid4().hex[:8]}", f"{name}-server"
         self.model = RegisteredModel.objects.create(name=name)
-        self.v1 = self._version(build_reference_model("resnet").onnx_bytes, ["gating", "approved", "deployed"])
+        self.v1 = self._version(build_reference_model("resnet").onnx_bytes, ["gating", "approved", "canary", "deployed"])
         registry.move_alias(self.model, "production", self.v1, actor="test", reason="test setup")
         self.v2 = self._version(build_reference_model("mobilenet").onnx_bytes, ["gating", "approved"])
         self.cluster = Cluster(kube.api_client(), request_timeout=(2.0, 5.0),

@@ -11,7 +11,7 @@ import pytest
 from k8s import Cluster, RetryPolicy
 from registry import services as registry
 from registry.choices import VersionStatus
-from registry.models import RegisteredModel
+from registry.models import ModelVersion, RegisteredModel
 from rollouts import services
 from rollouts.choices import Phase
 from rollouts.controller import Controller, plan
@@ -122,6 +122,16 @@ class Scenario:
             now += TICK
         return seen
 
+    def statuses(self):
+        """(version 1's status, version 2's status), read fresh."""
+        return tuple(ModelVersion.objects.get(pk=v.pk).status for v in (self.v1, self.v2))
+
+    def run_watching_statuses(self, controller, start, until):
+        """`run`, recording the versions' statuses before every tick and once after the last."""
+        seen = []
+        self.run(controller, start, until, before_tick=lambda now: seen.append(self.statuses()))
+        return [*dict.fromkeys(seen + [self.statuses()])]
+
     def step_events(self):
         """(step, weight) of every step the controller started, in order."""
         return [(e.step, e.evidence.get("weight")) for e in self.rollout.events.filter(new=Phase.PROGRESSING)]
@@ -141,6 +151,7 @@ def scenario(make_version, cluster, kube_emulator):
 def test_healthy_canary_promotes_through_every_step(scenario, controller):
     s = scenario("healthy")
     s.start()
+    assert s.statuses() == (VersionStatus.DEPLOYED, VersionStatus.CANARY)
     weights_seen = []
     s.run(controller, T0, _minutes(30), before_tick=lambda now: weights_seen.append(s.replicas()))
 
@@ -157,6 +168,25 @@ def test_healthy_canary_promotes_through_every_step(scenario, controller):
     assert not AnalysisRun.objects.filter(rollout=s.rollout).exclude(verdict="pass").exists()
     stable = s.kube.object(DEPLOYMENTS, s.namespace, s.deployment)
     assert stable["metadata"]["labels"]["mlcp.io/version"] == "2"
+
+
+def test_the_version_is_canary_in_flight_and_deployed_only_after_promotion(scenario, controller):
+    s = scenario("healthy")
+    s.start()
+    assert s.run_watching_statuses(controller, T0, _minutes(30)) == [
+        (VersionStatus.DEPLOYED, VersionStatus.CANARY),  # every step, and while promoting
+        (VersionStatus.APPROVED, VersionStatus.DEPLOYED),  # production moved: one deployed version at a time
+    ]
+
+
+def test_a_rolled_back_canary_never_shows_deployed(scenario, controller):
+    s = scenario("spike")
+    s.start()
+    assert s.run_watching_statuses(controller, T0, _minutes(30)) == [
+        (VersionStatus.DEPLOYED, VersionStatus.CANARY),
+        (VersionStatus.DEPLOYED, VersionStatus.ROLLED_BACK),
+    ]
+    assert s.rollout.phase == Phase.ROLLED_BACK
 
 
 def test_error_spike_in_canary_rolls_back_at_once(scenario, controller):
@@ -203,6 +233,7 @@ def test_no_traffic_holds_and_never_promotes_then_aborts_at_the_deadline(scenari
     assert set(AnalysisRun.objects.filter(rollout=s.rollout).values_list("verdict", flat=True)) == {"inconclusive"}
     assert s.replicas() == (9, 1)
 
+    assert s.statuses() == (VersionStatus.DEPLOYED, VersionStatus.CANARY)
     s.run(controller, deadline, deadline)
     assert s.rollout.phase == Phase.ABORTED
     assert "did not pass by its deadline" in s.rollout.abort_reason and "inconclusive" in s.rollout.abort_reason
@@ -223,6 +254,7 @@ def test_prometheus_down_holds_then_aborts_past_the_deadline(scenario, cluster):
     assert "Prometheus unavailable" in s.rollout.message
     assert not AnalysisRun.objects.filter(rollout=s.rollout).exists()  # nothing was read as zero
 
+    assert s.statuses() == (VersionStatus.DEPLOYED, VersionStatus.CANARY)
     s.run(controller, deadline, deadline)
     assert s.rollout.phase == Phase.ABORTED
     assert "Prometheus unavailable" in s.rollout.abort_reason

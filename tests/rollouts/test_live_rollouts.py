@@ -58,7 +58,7 @@ class Live:
         self.kube, self.prometheus = kube, prometheus
         self.namespace, self.deployment = f"live-{uuid.uuid4().hex[:8]}", f"{name}-server"
         self.model = RegisteredModel.objects.create(name=name)
-        self.v1 = self._version(artifacts[0], ["gating", "approved", "deployed"])
+        self.v1 = self._version(artifacts[0], ["gating", "approved", "canary", "deployed"])
         registry.move_alias(self.model, "production", self.v1, actor="test", reason="test setup")
         self.v2 = self._version(artifacts[1], ["gating", "approved"])
         self.cluster = Cluster(kube.api_client(), request_timeout=(10.0, 30.0),

@@ -5,8 +5,9 @@ import json
 import pytest
 
 from controlplane.errors import Conflict, IllegalTransition, IntegrityFailure, InvalidInput
+from registry import services as registry
 from registry.choices import VersionStatus
-from registry.models import ModelVersion
+from registry.models import AuditEvent, ModelVersion
 from rollouts import services
 from rollouts.choices import Phase
 from rollouts.models import Rollout
@@ -38,14 +39,39 @@ def _refusal(model, version, **kw):
     return raised.value.code
 
 
-def test_start_records_stable_steps_and_leaves_the_canary_approved(resnet, production, make_version):
+def test_start_records_stable_steps_and_makes_the_version_a_canary(resnet, production, make_version):
     candidate = make_version(resnet)
     rollout = _start(resnet, candidate)
     assert (rollout.phase, rollout.stable_version, rollout.current_step) == (Phase.PENDING, production, 0)
     assert [s["weight"] for s in rollout.strategy["steps"]] == [10, 25, 50, 100]
     candidate.refresh_from_db()
-    assert candidate.status == VersionStatus.APPROVED  # deployed once the rollout promotes
+    assert candidate.status == VersionStatus.CANARY  # deployed once the rollout promotes
+    assert rollout.version_status_before == VersionStatus.APPROVED
     assert rollout.events.get().new == Phase.PENDING
+    assert AuditEvent.objects.filter(action="version.status", version_number=candidate.number,
+                                     from_state="approved", to_state="canary").exists()
+
+
+def test_a_canary_version_cannot_be_archived_or_started_again(resnet, production, make_version):
+    candidate = make_version(resnet)
+    _start(resnet, candidate)
+    with pytest.raises(IllegalTransition):
+        registry.transition_version(candidate, VersionStatus.ARCHIVED, actor="admin")
+    with pytest.raises(Conflict) as raised:
+        _start(resnet, candidate)
+    assert raised.value.code == "rollout_in_progress"
+    assert Rollout.objects.filter(version=candidate).count() == 1
+
+
+def test_promotion_deploys_the_canary_and_demotes_the_previous_version(resnet, production, make_version):
+    candidate = make_version(resnet)
+    rollout = _start(resnet, candidate)
+    services.transition_rollout(rollout, Phase.PROGRESSING, actor="controller")
+    services.promote(rollout, actor="oncall", full=True)
+    services.finish_promotion(rollout)
+    candidate.refresh_from_db(), production.refresh_from_db()
+    assert (candidate.status, production.status) == (VersionStatus.DEPLOYED, VersionStatus.APPROVED)
+    assert list(resnet.versions.filter(status=VersionStatus.DEPLOYED)) == [candidate]
 
 
 def test_first_rollout_has_no_stable_version(resnet, make_version):
@@ -64,11 +90,18 @@ def test_version_awaiting_approval_is_refused_when_approval_is_required(resnet, 
     assert _refusal(resnet, make_version(resnet, "awaiting_approval")) == "version_not_approved"
 
 
-def test_version_awaiting_approval_ships_when_approval_is_not_required(resnet, make_version):
+def test_version_awaiting_approval_ships_when_approval_is_not_required_and_awaits_it_again_after(resnet,
+                                                                                                 make_version):
     version = make_version(resnet, "awaiting_approval")
-    _start(resnet, version, approval_required=False)
+    rollout = _start(resnet, version, approval_required=False)
     version.refresh_from_db()
-    assert version.status == VersionStatus.APPROVED
+    assert version.status == VersionStatus.CANARY
+    assert "does not require approval" in version.status_reason
+    # Nobody approved it: a rollout that ends without promoting it leaves it awaiting approval, not approved.
+    services.abort(rollout, actor="oncall", reason="wrong version")
+    services.finish_retreat(rollout)
+    version.refresh_from_db()
+    assert version.status == VersionStatus.AWAITING_APPROVAL
 
 
 def test_rejected_version_is_refused(resnet, make_version):
@@ -145,9 +178,29 @@ def test_abort_needs_a_reason_and_retreats_without_marking_the_version(resnet, p
         services.abort(rollout, actor="oncall", reason=" ")
     services.abort(rollout, actor="oncall", reason="wrong model")
     assert (rollout.phase, rollout.retreat_phase) == (Phase.ROLLING_BACK, Phase.ABORTED)
+    assert rollout.version.status == VersionStatus.CANARY  # until all traffic is back on stable
     services.finish_retreat(rollout)
     rollout.version.refresh_from_db()
     assert (rollout.phase, rollout.version.status) == (Phase.ABORTED, VersionStatus.APPROVED)
+
+
+def test_a_failed_rollout_returns_its_version_to_its_prior_status(resnet, production, make_version):
+    rollout = _start(resnet, make_version(resnet))
+    services.transition_rollout(rollout, Phase.PROGRESSING, actor="controller")
+    services.abort(rollout, actor="oncall", reason="stop")
+    services.fail(rollout, reason="the canary Deployment cannot be scaled down")
+    rollout.version.refresh_from_db()
+    assert (rollout.phase, rollout.version.status) == (Phase.FAILED, VersionStatus.APPROVED)
+
+
+def test_a_canary_rejected_mid_flight_stays_rejected_when_its_rollout_ends(resnet, production, make_version):
+    candidate = make_version(resnet)
+    rollout = _start(resnet, candidate)
+    registry.reject_version(candidate, actor="approver", reason="wrong training data")
+    services.abort(rollout, actor="oncall", reason="rejected")
+    services.finish_retreat(rollout)
+    candidate.refresh_from_db()
+    assert candidate.status == VersionStatus.REJECTED
 
 
 def test_rollback_needs_a_reason(resnet, production):
