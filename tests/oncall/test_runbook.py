@@ -6,7 +6,6 @@ the block runs). `sh-cluster` blocks need `kubectl` and a cluster; they are not 
 """
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,22 +17,16 @@ from controlplane.roles import Role
 from registry.models import AuditEvent, GateResult
 from rollouts.choices import Phase, RolloutKind
 from rollouts.models import Rollout
+from tests.support.markdown import fenced_blocks
 from tests.support.webserver import ROOT, gunicorn_server, server_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 RUNBOOK = ROOT / "docs" / "runbook.md"
-_BLOCK = re.compile(r"^```(?P<info>[\w-]+)\n(?P<body>.*?)^```$", re.S | re.M)
 
 
 def runbook_blocks() -> list[tuple[str, str, str]]:
-    """(section, fence info, body) of every fenced block, in order."""
-    text = RUNBOOK.read_text()
-    sections = [(m.start(), m.group(1)) for m in re.finditer(r"^## (\S+)$", text, re.M)]
-    blocks = []
-    for match in _BLOCK.finditer(text):
-        section = next((name for at, name in reversed(sections) if at < match.start()), "")
-        blocks.append((section, match["info"], match["body"]))
-    return blocks
+    """(section, fence info, body) of every fenced block, in order; each section is an alert's name."""
+    return [(block.section, block.info, block.body) for block in fenced_blocks(RUNBOOK)]
 
 
 def test_blocks_not_run_only_talk_to_a_cluster():
