@@ -15,6 +15,8 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from devtools.processes import stop_process
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -89,14 +91,7 @@ class ServeProcess:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it lingers."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, grace_s=10)
 
     def __enter__(self) -> ServeProcess:
         return self.start()

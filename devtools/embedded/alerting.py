@@ -18,6 +18,7 @@ from pathlib import Path
 
 from devtools.embedded.ports import free_port
 from devtools.embedded.prometheus import PrometheusServer
+from devtools.processes import stop_process
 
 
 @dataclass(frozen=True)
@@ -96,14 +97,7 @@ class AlertmanagerServer:
         return "\n".join(self._log.read_text(errors="replace").splitlines()[-20:]) if self._log.exists() else ""
 
     def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        stop_process(self._process)
         self._process = None
 
 

@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from devtools.embedded.ports import free_port
+from devtools.processes import stop_process
 
 REQUESTS_METRIC = "mlcp_model_requests_total"
 LATENCY_BUCKET_METRIC = "mlcp_model_request_duration_seconds_bucket"
@@ -163,14 +164,7 @@ class PrometheusServer:
 
     def stop(self) -> None:
         """Terminate the process (kill it if it lingers)."""
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        stop_process(self._process)
         self._process = None
 
     def _write_config(self, targets: Sequence[str]) -> None:
