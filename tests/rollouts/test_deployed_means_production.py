@@ -1,8 +1,9 @@
 """`deployed` means production: a canary gets it when its rollout promotes, and a model has one at a time.
 
-A rollout that ends without promoting leaves its canary `approved` (aborted,
-failed) or `rolled_back` (rolled back); a rollback rollout deploys the
-previous version when it finishes and marks the one it replaces rolled back.
+While its rollout is in flight the version is `canary`. A rollout that ends
+without promoting returns it to its status before (aborted, failed) or marks it
+`rolled_back` (rolled back); a rollback rollout deploys the previous version
+when it finishes and marks the one it replaces rolled back.
 """
 
 import pytest
@@ -44,16 +45,17 @@ def _statuses(*versions) -> tuple:
 def test_a_canary_is_deployed_only_once_its_rollout_promotes(resnet, production, make_version):
     canary = make_version(resnet)
     rollout = services.start_rollout(resnet, canary, actor="ci")
-    assert _deployed(resnet) == [production.number]
+    assert _deployed(resnet) == [production.number] and _statuses(canary) == (S.CANARY,)
     services.transition_rollout(rollout, Phase.PROGRESSING, actor="controller")
     services.promote(rollout, actor="oncall", full=True)
     assert rollout.phase == Phase.PROMOTING and _deployed(resnet) == [production.number]
+    assert _statuses(canary) == (S.CANARY,)
     services.finish_promotion(rollout)
     assert _statuses(production, canary) == (S.APPROVED, S.DEPLOYED)
     assert _deployed(resnet) == [canary.number]
 
 
-def test_an_aborted_canary_stays_approved_and_production_stays_deployed(resnet, production, make_version):
+def test_an_aborted_canary_returns_to_approved_and_production_stays_deployed(resnet, production, make_version):
     canary = make_version(resnet)
     rollout = services.start_rollout(resnet, canary, actor="ci")
     services.abort(rollout, actor="oncall", reason="wrong model")
@@ -69,7 +71,7 @@ def test_a_canary_rolled_back_before_promotion_is_rolled_back_never_deployed(res
     assert _statuses(production, canary) == (S.DEPLOYED, S.ROLLED_BACK)
 
 
-def test_a_failed_rollout_leaves_its_canary_approved(resnet, production, make_version):
+def test_a_failed_rollout_returns_its_canary_to_approved(resnet, production, make_version):
     canary = make_version(resnet)
     rollout = services.start_rollout(resnet, canary, actor="ci")
     services.promote(rollout, actor="oncall", full=True)

@@ -102,7 +102,7 @@ def test_regressed_model_is_rejected_by_the_golden_set_naming_the_broken_class(b
     assert abs(good.accuracy - broken.accuracy) < 0.15  # overall accuracy alone would not catch it
     production = _register(digits_model, good, "good.onnx")
     for status in (VersionStatus.GATING, VersionStatus.AWAITING_APPROVAL, VersionStatus.APPROVED,
-                   VersionStatus.DEPLOYED):
+                   VersionStatus.CANARY, VersionStatus.DEPLOYED):
         services.transition_version(production, status, actor="test")
     services.move_alias(digits_model, "production", production, actor="test")
     GateResult.objects.filter(version=production).delete()
