@@ -13,11 +13,11 @@ from k8s.errors import (CanaryWorkloadMissing, ClusterConflict, ClusterForbidden
 from k8s.retry import RetryPolicy
 from k8s.traffic import (DEFAULT_ROUTER_KIND, ROUTER_KINDS, HTTPRouteRouter, ReplicaRatioRouter, RouterTarget,
                          RouteState, TrafficRouter, build_router, complete_target, split_replicas)
-from k8s.workloads import DeploymentWorkloads, WorkloadState
+from k8s.workloads import DeploymentWorkloads, ListedDeployments, WorkloadState
 
 __all__ = [
     "CanarySpec", "canary_name", "Cluster", "build_api_client", "connect", "RetryPolicy",
-    "DeploymentWorkloads", "WorkloadState", "TrafficRouter", "RouteState", "ReplicaRatioRouter",
+    "DeploymentWorkloads", "ListedDeployments", "WorkloadState", "TrafficRouter", "RouteState", "ReplicaRatioRouter",
     "HTTPRouteRouter", "split_replicas", "ROUTER_KINDS", "DEFAULT_ROUTER_KIND", "RouterTarget", "build_router",
     "complete_target", "CanaryWorkloadMissing", "ClusterConflict",
     "ClusterForbidden", "ClusterNotConfigured", "ClusterObjectMissing", "ClusterRejected",

@@ -44,6 +44,25 @@ class MetricsCircuit:
         self._succeeded()
         return result
 
+    def observe_many(self, requests):
+        """The provider's batched read behind the same breaker: open, every request fails at once; a batch
+        that failed entirely counts as one failure, one that got any answer closes the circuit."""
+        try:
+            self._admit()
+        except MetricsUnavailable as exc:
+            return {request: exc for request in requests}
+        results = self.provider.observe_many(requests)
+        if results and all(isinstance(r, MetricsUnavailable) for r in results.values()):
+            self._failed()
+        else:
+            self._succeeded()
+        return results
+
+    @property
+    def batches(self) -> bool:
+        """Whether the provider behind reads many rollouts in one batch."""
+        return callable(getattr(self.provider, "observe_many", None))
+
     def _admit(self) -> None:
         with self._lock:
             if self._open_until is None:

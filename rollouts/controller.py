@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
-from django.db.models import F
+from django.db.models import Case, F, TextField, Value, When
 from django.utils import timezone
 
 from controlplane.errors import IllegalTransition, InvalidInput, MlcpError
@@ -40,11 +40,11 @@ from rollouts import services
 from rollouts.analysis import Verdict
 from rollouts.choices import ACTIVE, Phase
 from rollouts.circuit import MetricsCircuit
-from rollouts.history import record_analysis
+from rollouts.history import AnalysisRecord, record_analyses, record_analysis
 from rollouts.lease import (LEASE_PK, FencedCluster, Grant, LeaseKeeper, LeaseLost, acquire_lease, acting_under,
                             check_fence, release_lease, require_grant)
 from rollouts.liveness import observe_tick
-from rollouts.metrics import MetricsUnavailable, analysed_steps_of, analyze_tick
+from rollouts.metrics import MetricsUnavailable, TickAnalysis, analysed_steps_of, analyze_tick
 from rollouts.models import ControllerLease, Rollout
 from rollouts.strategy import Step
 
@@ -233,13 +233,18 @@ class Controller:
 
     def __init__(self, cluster, provider, *, max_workers: int = 4, rollout_timeout_s: float = 60.0,
                  fetcher_image: str | None = None, wait_for_rollouts: WaitForRollouts | None = None,
-                 lease: LeaseKeeper | None = None) -> None:
+                 lease: LeaseKeeper | None = None, batch_analysis: bool = True) -> None:
         self.cluster = cluster
         self.provider = provider
         # Every cluster call, each retry included, first checks the lease its thread acts under.
         self.workloads = DeploymentWorkloads(FencedCluster.around(cluster),
                                              **({"fetcher_image": fetcher_image} if fetcher_image else {}))
         self.max_workers = max_workers
+        # Progressing rollouts observed together: one Deployment list per namespace and one
+        # Prometheus query per (instant, lookback) for all of them (`_reconcile_batch`), where the
+        # provider can read in batches (asked on the first tick that has a progressing rollout).
+        self.batch_analysis = batch_analysis
+        self._provider_batches: bool | None = None
         self.rollout_timeout_s = rollout_timeout_s
         self.lease = lease
         # How a tick waits for its rollouts' threads; tests put a condition in
@@ -284,6 +289,7 @@ class Controller:
         fast, analysis = self._start_lanes()
         results: dict[int, str] = {}
         pending: dict[futures.Future, int] = {}
+        batch: list[tuple[int, futures.Future]] = []
         for pk, phase, _ in rows:
             lane = fast if phase in NEEDS_NO_METRICS else analysis
             with self._lock:
@@ -291,10 +297,16 @@ class Controller:
                     results[pk] = "still running from an earlier tick"
                     continue
                 self._in_flight.add((lane.name, pk))
-                future = lane.submit(self._reconcile_in_thread, pk, now, grant)
+                if phase == Phase.PROGRESSING and self._batching():
+                    future = futures.Future()  # settled by the batch below
+                    batch.append((pk, future))
+                else:
+                    future = lane.submit(self._reconcile_in_thread, pk, now, grant)
                 self._queued.add(future)
             future.add_done_callback(functools.partial(self._landed, lane.name, pk))
             pending[future] = pk
+        if batch:
+            analysis.submit(self._reconcile_batch, batch, now, grant)
         done, not_done = self.wait_for_rollouts(pending)
         for future in done:
             results[pending[future]] = "cancelled" if future.cancelled() else future.result()
@@ -332,6 +344,203 @@ class Controller:
                 return self._turn(pk, now)
         finally:
             connection.close()
+
+    # --- many progressing rollouts at once ------------------------------------
+
+    def _batching(self) -> bool:
+        if not self.batch_analysis:
+            return False
+        if self._provider_batches is None:
+            self._provider_batches = _batches(self.provider)
+        return self._provider_batches
+
+    def _reconcile_batch(self, batch: list[tuple[int, futures.Future]], now: datetime | None,
+                         grant: Grant | None) -> None:
+        """Reconcile progressing rollouts together, settling each one's future as it is done.
+
+        One query reads them all, one list per namespace their Deployments, and
+        one Prometheus query per (instant, lookback) every arm of every analysis;
+        all share one instant, so rollouts whose steps began at the same tick
+        share their windows' instants too. A rollout whose next step needs no
+        metrics, or that must roll back, gets its own reconcile in the analysis
+        lane at once; the holds are written together, and only where they change
+        something (plus the analysis history). A batch never holds up the other
+        lane, where every on-call rollback and every retreat runs.
+        """
+        futures_by_pk = {pk: future for pk, future in batch if future.set_running_or_notify_cancel()}
+        if not futures_by_pk:
+            return
+        try:
+            close_old_connections()
+            with acting_under(grant):
+                self._observe_and_plan_batch(futures_by_pk, now, grant)
+        except BaseException as exc:  # every rollout still waiting hears of it
+            log.exception("batch of %s rollouts failed", len(futures_by_pk))
+            for pk, future in futures_by_pk.items():
+                if not future.done():
+                    future.set_result(f"error: {exc.__class__.__name__}")
+                    self._mark_turn(pk)
+        finally:
+            connection.close()
+
+    def _observe_and_plan_batch(self, futures_by_pk: dict[int, futures.Future], now: datetime | None,
+                                grant: Grant | None) -> None:
+        rollouts = {r.pk: r for r in Rollout.objects.select_related("model", "version", "stable_version")
+                    .filter(pk__in=list(futures_by_pk), phase=Phase.PROGRESSING)}
+        for pk in set(futures_by_pk) - set(rollouts):  # moved on since the tick listed it
+            self._settle(futures_by_pk, pk, self._delegate(pk, now, grant))
+        clock = _Phases()
+        states = {pk: RolloutState.of(rollout) for pk, rollout in rollouts.items()}
+        clock.lap("read")
+        listed = self.workloads.listed({state.traffic.namespace for state in states.values()})
+        clock.lap("listed")
+        instant = now or timezone.now()
+        analyses: dict[int, TickAnalysis] = {}
+        observed: dict[int, Observed] = {}
+        waiting: list[tuple[Action, Rollout]] = []  # holds that need no metrics: written before asking
+        for pk, state in states.items():
+            observed[pk], analyses_for = self._observe_cluster(rollouts[pk], state, instant, listed)
+            if analyses_for is not None:
+                analyses[pk] = analyses_for
+                continue
+            action = plan(state, observed[pk])
+            if action.do == Do.HOLD:
+                waiting.append((action, rollouts[pk]))
+            else:
+                self._act(futures_by_pk, pk, action, instant, grant)
+        if waiting:
+            for pk, outcome in self._apply_holds(waiting, instant).items():
+                self._settle(futures_by_pk, pk, outcome)
+        clock.lap("planned")
+        if not analyses:
+            return
+        reports = self.provider.observe_many(list({a.request for a in analyses.values()}))
+        clock.lap("metrics")
+        holds: list[tuple[Action, Rollout]] = []
+        for pk, analysis in analyses.items():
+            result = reports[analysis.request]
+            if isinstance(result, MetricsUnavailable):
+                seen = replace(observed[pk], metrics_error=f"Prometheus unavailable: {result.detail}")
+            else:
+                report = analysis.judge(result)
+                seen = replace(observed[pk], analysis=AnalysisOutcome(report.verdict, report.reason,
+                                                                      report.evidence()))
+            action = plan(states[pk], seen)
+            if action.do == Do.HOLD:
+                holds.append((action, rollouts[pk]))
+            else:  # a rollback, a next step, a promotion: each on its own, at once
+                self._act(futures_by_pk, pk, action, instant, grant)
+        clock.lap("judged")
+        if holds:
+            outcomes = self._apply_holds(holds, instant)
+            for pk, outcome in outcomes.items():
+                self._settle(futures_by_pk, pk, outcome)
+        clock.lap("written")
+        log.info("batch of %s rollouts (%s analysed): %s", len(rollouts), len(analyses), clock)
+
+    def _observe_cluster(self, rollout: Rollout, state: RolloutState, now: datetime, listed):
+        """(what the cluster says, the analysis to run or None), from the tick's Deployment listing."""
+        traffic = state.traffic
+        try:
+            stable = listed.read_stable(traffic.namespace, traffic.deployment)
+            canary = listed.read_canary(traffic.namespace, traffic.deployment)
+            route = build_router(traffic, listed).observe()
+        except MlcpError as exc:
+            return Observed(now, cluster_error=exc.detail), None
+        observed = Observed(now, route=route, canary_version=canary.version if canary else None,
+                            canary_ready=bool(canary and canary.ready))
+        step = state.step
+        if not (step.analysis and observed.canary_ready and observed.canary_version == state.canary_version
+                and not step.promotes and observed.route == build_router(traffic, None).expected(step.weight)):
+            return observed, None  # plan() decides without metrics
+        analysis = TickAnalysis.of(services.analysis_of(rollout).config, rollout.model.name, state.canary_version,
+                                   state.stable_version or stable.version or "none", step=step, traffic=traffic,
+                                   step_started_at=state.step_started_at, now=now,
+                                   analysed_steps=analysed_steps_of(state.steps))
+        return observed, analysis
+
+    def _act(self, futures_by_pk, pk: int, action: Action, now: datetime, grant: Grant | None) -> None:
+        """Apply one planned action in a reconcile of its own, at once: a rollback or an abort in the lane
+        that needs no metrics, anything else in the analysis lane (it never waits on metrics either)."""
+        fast, analysis = self._start_lanes()
+        lane = fast if action.do in (Do.ROLL_BACK, Do.ABORT) else analysis
+        inner = lane.submit(self._apply_in_thread, action, now, grant)
+        inner.add_done_callback(lambda done: self._settle(
+            futures_by_pk, pk, "cancelled" if done.cancelled() else done.result()))
+
+    def _delegate(self, pk: int, now: datetime | None, grant: Grant | None) -> str:
+        with acting_under(grant):
+            return self.reconcile(pk, now)
+
+    def _apply_in_thread(self, action: Action, now: datetime, grant: Grant | None) -> str:
+        try:
+            close_old_connections()
+            with acting_under(grant):
+                return self._guarded(action.rollout_id, lambda: self._apply_step(action, now))
+        finally:
+            connection.close()
+
+    def _apply_step(self, action: Action, now: datetime) -> str:
+        with self._step(action.rollout_id):
+            return self.apply(action, now)
+
+    def _apply_holds(self, holds: list[tuple[Action, Rollout]], now: datetime) -> dict[int, str]:
+        """Write many holds at once: a message only where it changed, the analyses in one insert.
+
+        Each hold is still compare-and-set: a rollout whose phase or step
+        changed since it was read (on-call, the other lane) is superseded.
+        """
+        try:
+            require_grant()
+            with self._applying:
+                if self._stopping:
+                    return {action.rollout_id: "stopped" for action, _ in holds}
+                self._steps_under_way += 1
+            try:
+                return self._write_holds(holds, now)
+            finally:
+                with self._applying:
+                    self._steps_under_way -= 1
+                    self._applying.notify_all()
+        except LeaseLost as exc:
+            log.info("%s holds: %s; nothing written", len(holds), exc)
+            return {action.rollout_id: "lease lost" for action, _ in holds}
+        except DatabaseError as exc:
+            log.warning("%s holds: database error, retried next tick: %s", len(holds), exc)
+            return {action.rollout_id: "error: database" for action, _ in holds}
+
+    def _write_holds(self, holds: list[tuple[Action, Rollout]], now: datetime) -> dict[int, str]:
+        current = {pk: (phase, step) for pk, phase, step in Rollout.objects.filter(
+            pk__in=[action.rollout_id for action, _ in holds]).values_list("pk", "phase", "current_step")}
+        outcomes, runs = {}, []
+        said: dict[tuple[str, int], dict[int, str]] = {}  # (phase, step) -> {rollout id: new message}
+        for action, rollout in holds:
+            if current.get(action.rollout_id) != (action.phase, action.step):
+                outcomes[action.rollout_id] = "superseded"
+                continue
+            outcomes[action.rollout_id] = "hold"
+            if action.analysis is not None:
+                # A hold decides nothing: it is compacted with its step's others in time.
+                runs.append(AnalysisRecord(action.rollout_id, action.step, at=now, verdict=action.analysis.verdict,
+                                           reason=action.analysis.reason, evidence=action.analysis.evidence,
+                                           decisive=False))
+            if rollout.message != action.reason[:2000]:
+                said.setdefault((action.phase, action.step), {})[action.rollout_id] = action.reason[:2000]
+        if runs:
+            record_analyses(runs)
+        for (phase, step), messages in said.items():
+            _say_many(phase, step, messages)
+        return outcomes
+
+    def _settle(self, futures_by_pk, pk: int, outcome: str) -> None:
+        self._mark_turn(pk)
+        future = futures_by_pk[pk]
+        if not future.done():
+            future.set_result(outcome)
+
+    def _mark_turn(self, pk: int) -> None:
+        with self._lock:
+            self._last_turn[pk] = time.monotonic()
 
     def _turn(self, pk: int, now: datetime | None) -> str:
         try:
@@ -379,13 +588,19 @@ class Controller:
 
     def reconcile(self, pk: int, now: datetime | None = None) -> str:
         """Observe, plan and apply one action for rollout `pk`; never raises."""
-        try:
-            now = now or timezone.now()  # this rollout's own instant, not the tick's
+        def observe_plan_apply() -> str:
+            at = now or timezone.now()  # this rollout's own instant, not the tick's
             rollout = services.get_rollout(pk)
             state = RolloutState.of(rollout)
-            action = plan(state, self.observe(rollout, state, now))
+            action = plan(state, self.observe(rollout, state, at))
             with self._step(pk):
-                return self.apply(action, now)
+                return self.apply(action, at)
+        return self._guarded(pk, observe_plan_apply)
+
+    def _guarded(self, pk: int, work: Callable[[], str]) -> str:
+        """`work()` for rollout `pk`, its errors said on the rollout and returned as text; never raises."""
+        try:
+            return work()
         except LeaseLost as exc:
             log.info("rollout %s: %s; nothing written", pk, exc)
             return "lease lost"
@@ -544,16 +759,53 @@ class Controller:
         return build_router(traffic, self.workloads)
 
     @staticmethod
-    def _say(pk: int, phase: str | None, message: str) -> None:
+    def _say(pk: int, phase: str | None, message: str, *, step: int | None = None) -> None:
         """Keep what the controller last saw on the rollout, written only when it changed."""
         rows = Rollout.objects.filter(pk=pk).exclude(message=message[:2000])
         if phase is not None:
             rows = rows.filter(phase=phase)
+        if step is not None:
+            rows = rows.filter(current_step=step)
         if not rows.exists():
             return
         with transaction.atomic():
             check_fence()
             rows.update(message=message[:2000])
+
+
+class _Phases:
+    """Seconds spent in each phase of a batch, for the log: where a slow tick spends its time."""
+
+    def __init__(self) -> None:
+        self._last, self._cpu, self._laps = time.monotonic(), time.process_time(), []
+
+    def lap(self, name: str) -> None:
+        # Wall and this process's CPU seconds (all threads): on a busy machine they part ways.
+        now, cpu = time.monotonic(), time.process_time()
+        self._laps.append(f"{name} {now - self._last:.2f}s (cpu {cpu - self._cpu:.2f}s)")
+        self._last, self._cpu = now, cpu
+
+    def __str__(self) -> str:
+        return ", ".join(self._laps)
+
+
+def _say_many(phase: str, step: int, messages: dict[int, str], chunk: int = 500) -> None:
+    """`Controller._say` for many rollouts in one phase and step: one fenced UPDATE per `chunk`, each row
+    written only if it is still in that phase and step and its message differs."""
+    pks = sorted(messages)
+    for begin in range(0, len(pks), chunk):
+        part = pks[begin:begin + chunk]
+        with transaction.atomic():
+            check_fence()
+            (Rollout.objects.filter(pk__in=part, phase=phase, current_step=step)
+             .update(message=Case(*(When(pk=pk, then=Value(messages[pk], output_field=TextField())) for pk in part),
+                                  default=F("message"))))
+
+
+def _batches(provider) -> bool:
+    """Whether `provider` reads many rollouts' observations in one batch (`observe_many`)."""
+    batches = getattr(provider, "batches", None)
+    return batches if isinstance(batches, bool) else callable(getattr(provider, "observe_many", None))
 
 
 def _canary_spec(rollout: Rollout) -> CanarySpec:

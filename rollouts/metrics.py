@@ -174,7 +174,10 @@ class PrometheusMetricsProvider:
             allowed_methods=frozenset({"GET", "POST"}),
             raise_on_status=False,
         )
-        self._client = PrometheusConnect(url=self.url, retry=retry, timeout=timeout_s, disable_ssl=False)
+        # One session for every query, single or batched: its connection pool and retries are reused.
+        self._session = requests.Session()
+        self._client = PrometheusConnect(url=self.url, retry=retry, timeout=timeout_s, disable_ssl=False,
+                                         session=self._session)
 
     def observe(
         self,
@@ -262,6 +265,142 @@ class PrometheusMetricsProvider:
         return values
 
 
+    # --- many rollouts at once ---------------------------------------------
+
+    def observe_many(self, requests_: Sequence["ObservationRequest"]) -> dict:
+        """Observe every request with one query per (instant, lookback) for all their arms.
+
+        Returns {request: Observation or MetricsUnavailable}. Each arm's values at
+        each instant are exactly what `observe` would read for it (the same
+        last sample at or before the instant within the same lookback), and its
+        evidence names the per-arm query `observe` would have sent, so a replay
+        of one rollout reads the same numbers. A failed batch fails only the
+        requests that needed it.
+        """
+        plans = {request: self._arm_reads(request) for request in requests_}
+        wanted: dict[tuple[float, float], set[tuple[str, str, str]]] = {}
+        for reads in plans.values():
+            for arm, lookback_s, instants in reads:
+                for instant in instants.values():
+                    wanted.setdefault((instant, lookback_s), set()).add(arm)
+        read: dict[tuple[float, float], dict | MetricsUnavailable] = {}
+        for (instant, lookback_s), arms in wanted.items():
+            try:
+                read[instant, lookback_s] = self._batch_values(sorted(arms), instant, lookback_s)
+            except MetricsUnavailable as exc:
+                read[instant, lookback_s] = exc
+        return {request: self._assemble(request, reads, read) for request, reads in plans.items()}
+
+    def _arm_reads(self, request: "ObservationRequest"):
+        """[(arm, lookback, {name: instant})] for both arms of a request, in `observe`'s order."""
+        at = _aware(request.at).timestamp()
+        windows = request.windows
+        lookback_s = float(int(math.ceil(max(windows) + self.templates.lookback_margin_s)))
+        reads = []
+        for track, version in ((CANARY, request.canary_version), (STABLE, request.stable_version)):
+            instants = {f"{track}.counters@end": at}
+            for window_s in windows:
+                instants[f"{track}.counters@-{window_s:.0f}s"] = at - window_s
+            reads.append(((request.model, str(version), track), lookback_s, instants))
+        return reads
+
+    def _batch_values(self, arms, instant: float, lookback_s: float, chunk: int = 1000) -> dict:
+        """{arm: {series labels: value}} at `instant` for every arm, `chunk` models to a query."""
+        by_model: dict[str, list] = {}
+        for arm in arms:
+            by_model.setdefault(arm[0], []).append(arm)
+        models = sorted(by_model)
+        out: dict = {arm: {} for arm in arms}
+        for begin in range(0, len(models), chunk):
+            part = models[begin:begin + chunk]
+            part_arms = [arm for model in part for arm in by_model[model]]
+            selector = ",".join(
+                f'{label}=~"{"|".join(_regex_literal(v) for v in sorted({arm[i] for arm in part_arms}))}"'
+                for i, label in enumerate(("model", "version", "track")))
+            query = string.Template(self.templates.counters).substitute(
+                selector=selector, lookback=f"{int(lookback_s)}s")
+            for row in self._post_query(query, instant):
+                metric = row["metric"]
+                arm = (metric.get("model"), metric.get("version"), metric.get("track"))
+                if arm not in out:  # the regexes select the cross product; keep only the arms asked for
+                    continue
+                value = float(row["value"][1])
+                if not math.isnan(value):
+                    out[arm][frozenset((k, v) for k, v in metric.items() if k != "__name__")] = value
+        return out
+
+    def _post_query(self, query: str, instant: float) -> list[dict]:
+        # POST: a batch's selector names up to `chunk` models, too long for a URL.
+        data = {"query": query, "time": f"{instant:.3f}", "timeout": f"{max(1, int(self.timeout_s * 1000))}ms"}
+        try:
+            response = self._session.post(f"{self.url}/api/v1/query", data=data, timeout=self.timeout_s)
+            if response.status_code != 200:
+                raise PrometheusApiClientException(f"HTTP Status Code {response.status_code} ({response.content[:300]!r})")
+            return response.json()["data"]["result"]
+        except (requests.RequestException, PrometheusApiClientException, ValueError, KeyError) as exc:
+            raise MetricsUnavailable(
+                f"Prometheus at {self.url} did not answer a batched query: {exc}", url=self.url) from exc
+
+    def _assemble(self, request, reads, read):
+        records: list[QueryRecord] = []
+        arms = {}
+        windows = request.windows
+        for (model, version, track), lookback_s, instants in reads:
+            query = self.templates.render(self.templates.counters, model, version, track, lookback_s)
+            values = {}
+            for name, instant in instants.items():
+                batch = read[instant, lookback_s]
+                if isinstance(batch, MetricsUnavailable):
+                    return batch
+                values[name] = batch[model, version, track]
+                records.append(_record(name, query, instant, values[name]))
+            end = values[f"{track}.counters@end"]
+            out = {w: self._window(series_increase(values[f"{track}.counters@-{w:.0f}s"], end)) for w in windows}
+            arms[track] = ArmObservation(track=track, version=version, windows=out,
+                                         latency_window_s=request.latency_window_s)
+        return Observation(model=request.model, at=_aware(request.at), windows_s=windows,
+                           latency_window_s=request.latency_window_s, canary=arms[CANARY], stable=arms[STABLE],
+                           queries=tuple(records))
+
+
+@dataclass(frozen=True)
+class ObservationRequest:
+    """What one analysis asks the provider: both arms of a model at one instant, over these windows."""
+
+    model: str
+    canary_version: str
+    stable_version: str
+    at: datetime
+    windows_s: tuple[float, ...]
+    latency_window_s: float
+
+    @property
+    def windows(self) -> tuple[float, ...]:
+        """The windows `observe` reads: the burn windows and the step window, each once, ascending."""
+        return tuple(sorted({float(w) for w in self.windows_s} | {float(self.latency_window_s)}))
+
+    def observe_with(self, provider) -> Observation:
+        return provider.observe(self.model, self.canary_version, self.stable_version, self.at,
+                                list(self.windows_s), self.latency_window_s)
+
+
+def _record(name: str, query: str, instant: float, values: dict) -> QueryRecord:
+    """The evidence `observe` keeps for one read: the arm's request counter by code."""
+    by_code: dict[str, float] = {}
+    for labels, value in values.items():
+        labels = dict(labels)
+        if "code" in labels and "le" not in labels:
+            by_code[labels["code"]] = by_code.get(labels["code"], 0.0) + value
+    return QueryRecord(name=name, query=f"{query} @ {instant:.3f}",
+                       value=sum(by_code.values()) if by_code else None,
+                       raw=json.dumps(dict(sorted(by_code.items()))) if by_code else None)
+
+
+def _regex_literal(value: str) -> str:
+    """`value` matched literally inside a PromQL regex in a double-quoted string."""
+    return _escape(re.escape(str(value)))
+
+
 @dataclass(frozen=True)
 class AnalysisReport:
     """One analysis of a canary at one instant: verdict, checks and observation."""
@@ -324,7 +463,23 @@ def analyze(
     chance that any test ever fails a good canary in the whole rollout stays
     at most ``config.alpha``.
     """
-    test_alpha = config.alpha_per_test / max(1, analysed_steps)
+    request = observation_request(config, model, canary_version, stable_version, at, step_duration,
+                                  step_started_at=step_started_at)
+    return judge(config, request, request.observe_with(provider), at=at, step_duration=step_duration,
+                 intended_share=intended_share, analysed_steps=analysed_steps)
+
+
+def observation_request(
+    config: AnalysisConfig,
+    model: str,
+    canary_version: str,
+    stable_version: str,
+    at: datetime,
+    step_duration: timedelta,
+    *,
+    step_started_at: datetime | None = None,
+) -> ObservationRequest:
+    """What `analyze` asks the provider for (see there): the instant and the windows."""
     at = _aware(at)
     evaluated_at = at - timedelta(seconds=config.evaluation_delay_s)
     step_window_s = step_duration.total_seconds()
@@ -336,9 +491,26 @@ def analyze(
     step_window_s = float(max(1, round(step_window_s)))
     burn_windows = scaled_burn_windows(step_duration, config.burn_policies, config.min_window_s)
     windows = {w for pair in burn_windows for w in (pair.long_s, pair.short_s)} | {step_window_s}
-    observation = provider.observe(model, canary_version, stable_version, evaluated_at, sorted(windows),
-                                   step_window_s)
+    return ObservationRequest(model, canary_version, stable_version, evaluated_at, tuple(sorted(windows)),
+                              step_window_s)
 
+
+def judge(
+    config: AnalysisConfig,
+    request: ObservationRequest,
+    observation: Observation,
+    *,
+    at: datetime,
+    step_duration: timedelta,
+    intended_share: float | None = None,
+    analysed_steps: int = 1,
+) -> AnalysisReport:
+    """The checks of `analyze` run on the observation `request` got, however it was read."""
+    test_alpha = config.alpha_per_test / max(1, analysed_steps)
+    at = _aware(at)
+    model, canary_version, stable_version = request.model, request.canary_version, request.stable_version
+    step_window_s = request.latency_window_s
+    burn_windows = scaled_burn_windows(step_duration, config.burn_policies, config.min_window_s)
     canary_step, stable_step = observation.canary.step, observation.stable.step
     share = _canary_share(canary_step, stable_step)
     ran = {
@@ -428,6 +600,33 @@ def analyze_tick(
     return analyze(provider, config, model, canary_version, stable_version, now,
                    timedelta(seconds=max(1, step.pause_s)), step_started_at=step_started_at,
                    intended_share=intended_canary_share(traffic, step.weight), analysed_steps=analysed_steps)
+
+
+@dataclass(frozen=True)
+class TickAnalysis:
+    """`analyze_tick` in two halves, so a controller can read many rollouts' observations in one batch:
+    `request` is what to observe, `judge(observation)` the report `analyze_tick` would give on it."""
+
+    config: AnalysisConfig
+    request: ObservationRequest
+    at: datetime
+    step_duration: timedelta
+    intended_share: float
+    analysed_steps: int
+
+    @classmethod
+    def of(cls, config: AnalysisConfig, model: str, canary_version: str, stable_version: str, *, step: Step,
+           traffic: RouterTarget, step_started_at: datetime | None, now: datetime,
+           analysed_steps: int = 1) -> "TickAnalysis":
+        step_duration = timedelta(seconds=max(1, step.pause_s))
+        request = observation_request(config, model, canary_version, stable_version, now, step_duration,
+                                      step_started_at=step_started_at)
+        return cls(config, request, now, step_duration, intended_canary_share(traffic, step.weight),
+                   analysed_steps)
+
+    def judge(self, observation: Observation) -> AnalysisReport:
+        return judge(self.config, self.request, observation, at=self.at, step_duration=self.step_duration,
+                     intended_share=self.intended_share, analysed_steps=self.analysed_steps)
 
 
 def analysed_steps_of(steps) -> int:

@@ -32,21 +32,28 @@ class CheckResult:
 
     def evidence(self) -> dict:
         """All fields as plain JSON values (NaN and infinities become None)."""
-        return to_json_value(dataclasses.asdict(self))
+        return to_json_value(self)
 
 
 def to_json_value(value):
-    """Turn nested dataclass dicts, tuples, enums and floats into strict JSON values."""
+    """Turn nested dataclasses, dicts, tuples, enums and floats into strict JSON values.
+
+    Walks dataclass fields itself rather than through `dataclasses.asdict`,
+    which deep-copies everything first: a controller tick turns thousands of
+    analyses into evidence, and the copy was most of that cost.
+    """
+    if isinstance(value, enum.Enum):
+        return value.value
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
     if isinstance(value, dict):
         return {str(k): to_json_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_json_value(v) for v in value]
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_json_value(dataclasses.asdict(value))
+        return {f.name: to_json_value(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, timedelta):
         return value.total_seconds()
     if hasattr(value, "isoformat"):
