@@ -8,6 +8,7 @@ could change between the check and the use.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 
 import numpy as np
@@ -40,9 +41,14 @@ class LoadedModel:
     device: str
     load_seconds: float
 
-    @property
+    # Looked up once: get_inputs() and get_outputs() build new Python objects on every call.
+    @functools.cached_property
     def input_name(self) -> str:
         return self.session.get_inputs()[0].name
+
+    @functools.cached_property
+    def output_name(self) -> str:
+        return self.session.get_outputs()[0].name
 
     def batch_size_for(self, wanted: int) -> int:
         """`wanted`, unless the model's first input has a fixed batch size, which then wins."""
@@ -51,7 +57,8 @@ class LoadedModel:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """The first output for one batch fed to the first input."""
-        return self.session.run(None, {self.input_name: batch})[0]
+        # Only the first output is fetched: onnxruntime copies every output it is asked for.
+        return self.session.run([self.output_name], {self.input_name: batch})[0]
 
 
 def preferred_providers() -> list[str]:

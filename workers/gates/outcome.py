@@ -6,6 +6,7 @@ the web UI shows the summary first and the evidence beside production's.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from typing import Any
@@ -48,7 +49,9 @@ class GateOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy, for storage and the API."""
-        return dataclasses.asdict(self)
+        # Not dataclasses.asdict: it deep-copies number by number, 2 s on Python 3.11 (0.1 s on 3.12) for
+        # the million cells of a 1000-class confusion matrix, more than the gate's inference of a real model.
+        return {field.name: _copied(getattr(self, field.name)) for field in dataclasses.fields(self)}
 
     @classmethod
     def error(cls, gate: str, summary: str, **evidence: Any) -> GateOutcome:
@@ -92,6 +95,22 @@ def shallow_json(value: Any, depth: int = 0) -> bool:
         elif isinstance(item, list):
             stack.extend((v, level + 1) for v in item)
     return True
+
+
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+
+
+def _copied(value: Any) -> Any:
+    """A deep copy of JSON-shaped data, as dataclasses.asdict makes it, with flat lists copied at C speed."""
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, list) and set(map(type, value)) <= _ATOMS:
+        return value.copy()  # immutable items: a shallow copy is a deep one
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(_copied(item) for item in value)
+    if isinstance(value, tuple):  # a named tuple, rebuilt field by field as asdict does
+        return type(value)(*(_copied(item) for item in value))
+    return copy.deepcopy(value)
 
 
 def _numbers(value: Any) -> dict[str, float]:
