@@ -50,10 +50,14 @@ chaos: system-deps venv
 demo: system-deps venv
 	$(PY) manage.py demo --port $(DEMO_PORT)
 
+# Each bench prints its figures beside a baseline measured in the same run, and the machine it ran on.
 bench: system-deps venv
 	$(PY) bench/ingest_throughput.py
-	$(PY) bench/gate_throughput.py
+	$(PY) bench/registry_latency.py
+	$(PY) bench/controller_scale.py
 	$(PY) bench/rollback_detection.py
+	$(PY) bench/gates_real_size.py
+	$(PY) bench/gate_throughput.py
 	$(PY) bench/analysis_calibration.py --rollouts 200 --trials 30
 
 clean:

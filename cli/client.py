@@ -1,12 +1,22 @@
 """A small HTTP client for the mlcp API, used by the `mlcp` CLI."""
 
+import base64
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import requests
 from requests_toolbelt import MultipartEncoder, MultipartEncoderMonitor
+
+
+# Blocks a streamed upload reads from the file and hands to the socket: few Python-level turns per GiB.
+STREAM_BLOCK = 4 * 1024 * 1024
+# A client bundle travels in a header; servers cap a header line (gunicorn: 8190 bytes), so a larger one is
+# sent as a multipart part instead.
+MAX_BUNDLE_HEADER = 6 * 1024
 
 
 class ApiError(Exception):
@@ -94,6 +104,28 @@ class MlcpClient:
             return self.request("POST", path, data=monitor, headers={"Content-Type": monitor.content_type},
                                 timeout=None).json()
 
+    def upload_version(self, model: str, file_path: Path, fields: dict, bundle: Path | None = None,
+                       on_progress=None) -> dict:
+        """Register a version by streaming the file as the request body (`PUT .../versions/stream`).
+
+        The server hashes and stores the bytes as they arrive, with no multipart
+        parsing; the metadata travels in headers. A bundle too large for a
+        header goes the multipart way instead.
+        """
+        bundle_b64 = base64.b64encode(Path(bundle).read_bytes()).decode() if bundle else None
+        if bundle_b64 is not None and len(bundle_b64) > MAX_BUNDLE_HEADER:
+            return self.upload(f"/api/v1/models/{model}/versions/", file_path, "artifact", fields,
+                               on_progress=on_progress, extra_files={"bundle": bundle})
+        metadata = {k: v for k, v in fields.items() if v not in (None, "")}
+        headers = {"Content-Type": "application/octet-stream", "X-Mlcp-Metadata": json.dumps(metadata),
+                   "X-Mlcp-Filename": quote(file_path.name, safe="")}
+        if bundle_b64 is not None:
+            headers["X-Mlcp-Bundle"] = bundle_b64
+        with open(file_path, "rb") as fh:
+            body = _FileBody(fh, os.fstat(fh.fileno()).st_size, on_progress)
+            return self.request("PUT", f"/api/v1/models/{model}/versions/stream", data=body, headers=headers,
+                                timeout=None).json()
+
     def download(self, path: str, out: Path, on_progress=None) -> str:
         response = self.request("GET", path, stream=True, timeout=None)
         total = int(response.headers.get("Content-Length") or 0)
@@ -106,6 +138,33 @@ class MlcpClient:
                 if on_progress:
                     on_progress(done, total)
         return hasher.hexdigest()
+
+
+class _FileBody:
+    """A file as a request body of known length, in large blocks.
+
+    Its length makes requests send a Content-Length (not chunked), and
+    iterating it hands urllib3 STREAM_BLOCK bytes per send instead of the 16 KiB
+    it reads from a file object itself.
+    """
+
+    def __init__(self, fh, size: int, on_progress=None):
+        self._fh, self._size, self._on_progress = fh, size, on_progress
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self):
+        sent = 0
+        while sent < self._size:
+            block = self._fh.read(min(STREAM_BLOCK, self._size - sent))
+            if not block:
+                # Sending fewer bytes than announced would leave the server waiting for the rest.
+                raise OSError(f"the file shrank to {sent} bytes while it was being sent; nothing was stored")
+            sent += len(block)
+            yield block
+            if self._on_progress:
+                self._on_progress(sent, self._size)
 
 
 def _root_cause(exc: BaseException) -> str:

@@ -42,9 +42,9 @@ def cmd_push(args, client: MlcpClient) -> int:
                   "git_commit": args.git_commit, "ci_run_url": args.ci_run_url,
                   "training_data_digest": args.training_data_digest,
                   "tags": json.dumps(dict(t.split("=", 1) for t in args.tag)) if args.tag else None}
-        version = client.upload(f"/api/v1/models/{args.model}/versions/", path, "artifact", fields,
-                                on_progress=lambda sent, total: progress.update(upload, completed=sent, total=total),
-                                extra_files={"bundle": args.bundle} if args.bundle else None)
+        version = client.upload_version(
+            args.model, path, fields, bundle=Path(args.bundle) if args.bundle else None,
+            on_progress=lambda sent, total: progress.update(upload, completed=sent, total=total))
     if args.wait:
         version = wait_for_gates(client, args.model, version["number"], args.timeout)
     emit(args, version, _print_version)

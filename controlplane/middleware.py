@@ -17,7 +17,7 @@ from django.conf import settings
 
 from controlplane.api import error_response, is_api_request
 from controlplane.errors import PayloadTooLarge
-from registry.upload import discard_all
+from registry.upload import STREAM_CONTENT_TYPE, discard_all
 
 
 class RequestLimitsMiddleware:
@@ -37,7 +37,12 @@ class RequestLimitsMiddleware:
 
 def _oversized_body(request) -> PayloadTooLarge | None:
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    if limit is None or request.META.get("CONTENT_TYPE", "").startswith("multipart/"):
+    content_type = request.META.get("CONTENT_TYPE", "")
+    if limit is None or content_type.startswith("multipart/"):
+        return None
+    if content_type.split(";")[0].strip().lower() == STREAM_CONTENT_TYPE:
+        # A streamed upload: its endpoint stages the body under MLCP_MAX_UPLOAD_BYTES, and no API parser
+        # reads application/octet-stream (anywhere else DRF refuses it unread, 415).
         return None
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)

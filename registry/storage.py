@@ -10,12 +10,23 @@ import errno
 import hashlib
 import os
 import secrets
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
-from controlplane.errors import IntegrityFailure, NotFound, PayloadTooLarge, StorageFull
+from controlplane.errors import IntegrityFailure, InvalidInput, NotFound, PayloadTooLarge, StorageFull
 
 CHUNK_SIZE = 1024 * 1024
+# `StagedBlob.receive`: blocks read at once, and how many may be read ahead of the hasher or the store.
+# Memory held is at most RECEIVE_BLOCK * (RECEIVE_AHEAD + 1) plus what the store buffers (an S3 part).
+# Large blocks: each one costs two thread hand-offs, and on a busy machine every hand-off waits for a time slice.
+RECEIVE_BLOCK = 4 * 1024 * 1024
+RECEIVE_AHEAD = 4
+# The filesystem store flushes a received blob this often and drops the flushed pages from the page cache: the
+# fsync before commit finds little left to write, and a gigabyte upload cycles through SYNC_EVERY of page cache
+# instead of claiming a gigabyte of it (evicting what other requests read; on a VM, touching fresh memory).
+SYNC_EVERY = 64 * 1024 * 1024
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
@@ -53,6 +64,49 @@ class StagedBlob:
             self.discard()
             raise
         self.size += len(chunk)
+
+    def receive(self, read: Callable[[int], bytes], length: int) -> None:
+        """Stage exactly `length` bytes taken from `read(n)` (a request body), then `finish()`.
+
+        Each block is hashed on one thread and kept (written, or sent as part of
+        an S3 part) on another while this one reads the next: hashlib and file
+        and socket I/O release the GIL on large buffers, so receiving, hashing
+        and storing overlap instead of taking turns. At most RECEIVE_AHEAD blocks
+        wait for either. A body that ends before `length` bytes raises
+        InvalidInput (`upload_interrupted`); whatever is raised, nothing stays staged.
+        """
+        if self._max_bytes is not None and length > self._max_bytes:
+            self.discard()
+            raise PayloadTooLarge(f"the upload is {length} bytes; uploads are limited to {self._max_bytes} bytes",
+                                  limit=self._max_bytes)
+        hashing = ThreadPoolExecutor(1, thread_name_prefix="mlcp-hash")
+        keeping = ThreadPoolExecutor(1, thread_name_prefix="mlcp-keep")
+        in_flight: deque = deque()
+        try:
+            while self.size < length:
+                block = _read_block(read, min(RECEIVE_BLOCK, length - self.size), length - self.size)
+                # One worker each runs its blocks in the order given, so the digest is of the bytes in order.
+                in_flight.append((hashing.submit(self._hash.update, block),
+                                  keeping.submit(self._keep_received, block)))
+                self.size += len(block)
+                # Blocks done are let go (and a store's error seen) at once; past RECEIVE_AHEAD, reading waits.
+                while in_flight and (len(in_flight) > RECEIVE_AHEAD or all(f.done() for f in in_flight[0])):
+                    _wait_for(in_flight.popleft())
+            while in_flight:
+                _wait_for(in_flight.popleft())
+        except BaseException:
+            # The store's worker must be idle before its staging is removed under it.
+            hashing.shutdown(wait=True, cancel_futures=True)
+            keeping.shutdown(wait=True, cancel_futures=True)
+            self.discard()
+            raise
+        hashing.shutdown()
+        keeping.shutdown()
+        self.finish()
+
+    def _keep_received(self, block: bytes) -> None:
+        """`_keep` for `receive`, on its store thread; a store may also flush there as it goes."""
+        self._keep(block)
 
     def _keep(self, chunk: bytes) -> None:
         raise NotImplementedError
@@ -149,6 +203,20 @@ class FilesystemStagedBlob(StagedBlob):
         self._store = store
         self.path = store.staging_dir / f"upload-{secrets.token_hex(12)}"
         self._file: BinaryIO | None = open(self.path, "xb")
+        self._written = 0
+        self._synced = 0
+
+    def _keep_received(self, block: bytes) -> None:
+        self._keep(block)
+        self._written += len(block)
+        if self._written - self._synced >= SYNC_EVERY:
+            # On this thread, while the next blocks arrive: written back, then let go of (clean pages only).
+            self._file.flush()
+            fd = self._file.fileno()
+            _sync_data(fd, self._written)
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(fd, 0, self._written, os.POSIX_FADV_DONTNEED)
+            self._synced = self._written
 
     def _keep(self, chunk: bytes) -> None:
         try:
@@ -240,6 +308,35 @@ class FilesystemStore(BlobStore):
     def check_writable(self) -> None:
         # The store's own staging path: what an upload does first, then undone.
         self.stage().discard()
+
+
+def _read_block(read: Callable[[int], bytes], wanted: int, remaining: int) -> bytes:
+    try:
+        block = read(wanted)
+    except OSError as exc:  # the client reset the connection
+        raise _interrupted(remaining) from exc
+    if not block:
+        raise _interrupted(remaining)
+    return block
+
+
+def _interrupted(remaining: int) -> InvalidInput:
+    return InvalidInput(f"the upload ended {remaining} bytes early; nothing was stored", code="upload_interrupted")
+
+
+def _wait_for(block_futures) -> None:
+    hashed, kept = block_futures
+    hashed.result()
+    kept.result()
+
+
+def _sync_data(fd: int, size: int) -> None:
+    try:
+        os.fdatasync(fd)
+    except OSError as exc:
+        if exc.errno in _DISK_FULL:
+            raise StorageFull("artifact storage is full; nothing was stored", stored_bytes=size) from exc
+        raise
 
 
 def _altered(digest: str, actual: str) -> IntegrityFailure:

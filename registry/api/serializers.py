@@ -5,6 +5,7 @@ malformed body is a 400 `invalid_input` naming the field, never a 500 and
 never a row that breaks a listing, a gate or a rollout later.
 """
 
+import copy
 import json
 from urllib.parse import urlsplit
 
@@ -99,7 +100,10 @@ class RegisteredModelSerializer(serializers.ModelSerializer):
         return obj.default_golden_set.number if obj.default_golden_set else None
 
     def get_aliases(self, obj) -> dict[str, int]:
-        return {a.name: a.version.number for a in obj.aliases.select_related("version")}
+        # A listing prefetches them with their versions (registry.api.views); a model just written has not.
+        prefetched = "aliases" in getattr(obj, "_prefetched_objects_cache", {})
+        aliases = obj.aliases.all() if prefetched else obj.aliases.select_related("version")
+        return {a.name: a.version.number for a in aliases}
 
     def validate_class_labels(self, value):
         if not isinstance(value, list) or not all(isinstance(label, str) for label in value):
@@ -136,7 +140,20 @@ class RegisteredModelSerializer(serializers.ModelSerializer):
         return validate_webhook_url(_require_http_url(value)) if value else value
 
 
-class ModelVersionSerializer(serializers.ModelSerializer):
+class _FieldsBuiltOncePerClass:
+    """A ModelSerializer derives its fields from the model's on every instance (about a millisecond for a
+    version, a third of its rendering); a read-only serializer's fields depend on its class alone, so they are
+    built once per class and each instance gets its own copy (fields are bound to their serializer)."""
+
+    def get_fields(self):
+        built = type(self).__dict__.get("_built_fields")
+        if built is None:
+            built = super().get_fields()
+            type(self)._built_fields = built
+        return copy.deepcopy(built)
+
+
+class ModelVersionSerializer(_FieldsBuiltOncePerClass, serializers.ModelSerializer):
     model = serializers.CharField(source="model.name", read_only=True)
     digest = serializers.CharField(read_only=True)
     size = serializers.IntegerField(read_only=True)

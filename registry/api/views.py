@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 from django.core.handlers.wsgi import LimitedStream
 from django.db import transaction
+from django.db.models import Prefetch
 from django.db.models.fields.json import KeyTransform
 from django.http import StreamingHttpResponse
 from django.utils import timezone
@@ -21,14 +22,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.api import API_PARSERS, ErrorResponse, JSONParser
-from controlplane.errors import Forbidden, IntegrityFailure, InvalidInput
+from controlplane.errors import Forbidden, IntegrityFailure, InvalidInput, PayloadTooLarge
 from controlplane.roles import ActionRoles, Role, has_role
 from registry import services, signing
 from registry.api import serializers as s
 from registry.choices import GOVERNED_SETTINGS
-from registry.models import AuditEvent, GoldenSet, ModelVersion, RegisteredModel
+from registry.models import Alias, AuditEvent, GoldenSet, ModelVersion, RegisteredModel
 from registry.storage import default_store
-from registry.upload import StagedUpload, discard_all
+from registry.upload import (BUNDLE_HEADER, FILENAME_HEADER, METADATA_HEADER, StagedUpload, discard_all,
+                             read_stream_headers, stage_streamed_body)
 from rollouts import services as rollouts
 from rollouts.api.serializers import RolloutTargetSerializer
 
@@ -38,7 +40,11 @@ log = logging.getLogger(__name__)
 
 
 class RegisteredModelViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
-    queryset = RegisteredModel.objects.select_related("default_golden_set").order_by("name")
+    # Everything the serializer shows, in two queries for a page of models (or one model), not two or more per model.
+    queryset = (RegisteredModel.objects
+                .select_related("default_golden_set", "created_by", "gate_policy_changed_by", "golden_set_changed_by")
+                .prefetch_related(Prefetch("aliases", queryset=Alias.objects.select_related("version")))
+                .order_by("name"))
     serializer_class = s.RegisteredModelSerializer
     lookup_field = "name"
     # What a model's name may hold (as in every other models/{name}/ route): anything else is no model, a 404 from
@@ -104,8 +110,12 @@ class RegisteredModelViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, v
     @extend_schema(responses=s.AliasSerializer(many=True))
     @action(detail=True, methods=["get"], pagination_class=None)
     def aliases(self, request, name=None):
-        model = self.get_object()
-        return Response(s.AliasSerializer(model.aliases.select_related("version"), many=True).data)
+        # One query on the hot path: the aliases by their model's name. Only a model with none is looked up,
+        # so that a name no model has stays a 404.
+        aliases = list(Alias.objects.filter(model__name=name).select_related("version"))
+        if not aliases:
+            self.get_object()
+        return Response(s.AliasSerializer(aliases, many=True).data)
 
     @extend_schema(responses=s.AliasMoveSerializer(many=True))
     @action(detail=True, methods=["get"], url_path="alias-history", pagination_class=None)
@@ -181,7 +191,7 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [ActionRoles]
     action_roles = {"create": Role.CI, "approve": Role.APPROVER, "reject": Role.APPROVER,
                     "artifact": Role.VIEWER, "signature": Role.VIEWER, "verify": Role.VIEWER,
-                    "gates": Role.VIEWER, "run_gates": Role.CI}
+                    "gates": Role.VIEWER, "run_gates": Role.CI, "stream_upload": Role.CI}
     filterset_class = VersionFilter
     parser_classes = [MultiPartParser, JSONParser]
 
@@ -195,6 +205,15 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_object(self):
         return services.get_version(self.kwargs["model_name"], int(self.kwargs["number"]))
+
+    def retrieve(self, request, *args, **kwargs):
+        # The listing's query: the version with its model, blob, parent and uploader, and its aliases, in two
+        # queries, where get_object() (the write actions' lookup) would leave the serializer three more.
+        try:
+            version = self.get_queryset().get(number=int(self.kwargs["number"]))
+        except ModelVersion.DoesNotExist:
+            version = self.get_object()  # raises the registry's own 404
+        return Response(self.get_serializer(version).data)
 
     def list(self, request, *args, **kwargs):
         services.get_model(self.kwargs["model_name"])
@@ -216,21 +235,49 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
             _require_whole_body(request)
             fields = dict(s.upload_metadata(request.data.get("metadata")))
             fields.update({k: v for k, v in request.data.items() if k not in ("metadata", "artifact", "bundle")})
-            meta_in = s.VersionUploadSerializer(data=fields)
-            meta_in.is_valid(raise_exception=True)
-            data = meta_in.validated_data
+            meta, declared_digest = _version_metadata(fields)
             bundle = files.get("bundle")
             bundle_json = bundle.read_small(services.MAX_BUNDLE_BYTES).decode("utf-8", "replace") if bundle else None
-            meta = services.VersionMetadata(
-                format=data["format"], git_commit=data.get("git_commit", ""), ci_run_url=data.get("ci_run_url", ""),
-                training_data_digest=data.get("training_data_digest", ""), tags=data.get("tags"),
-                parent_number=data.get("parent"), declared_signature=data.get("declared_signature"),
-            )
             version = services.ingest_version(model, artifact.staged, safe_filename(artifact.name), meta,
-                                              actor=request.user, declared_digest=data.get("sha256"),
+                                              actor=request.user, declared_digest=declared_digest,
                                               bundle_json=bundle_json)
         finally:
             discard_all(getattr(request._request, "mlcp_staged_blobs", []))
+        return Response(s.ModelVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request={"application/octet-stream": {"type": "string", "format": "binary"}},
+        parameters=[
+            OpenApiParameter(METADATA_HEADER, str, OpenApiParameter.HEADER,
+                             description="JSON object of VersionUpload fields (format, sha256, tags, ...)"),
+            OpenApiParameter(FILENAME_HEADER, str, OpenApiParameter.HEADER,
+                             description="the artifact's file name, percent-encoded UTF-8"),
+            OpenApiParameter(BUNDLE_HEADER, str, OpenApiParameter.HEADER,
+                             description="a model-signing bundle made by CI, base64 of its JSON")],
+        responses={201: s.ModelVersionSerializer,
+                   411: ErrorResponse("no Content-Length (or a chunked body): length_required"),
+                   413: ErrorResponse("Content-Length over MLCP_MAX_UPLOAD_BYTES: payload_too_large"),
+                   415: ErrorResponse("a body that is not application/octet-stream: unsupported_media_type"),
+                   507: ErrorResponse("the artifact store is full: storage_full")})
+    @action(detail=False, methods=["put"], url_path="stream")
+    def stream_upload(self, request, model_name=None):
+        """Register a version from the artifact's bytes as the body: no multipart parsing, hashed as it arrives.
+
+        The body is the artifact as application/octet-stream with its
+        Content-Length (at most MLCP_MAX_UPLOAD_BYTES); the metadata is in
+        headers. They are checked, and the model looked up, before a byte is
+        read; then as the multipart upload: same validation, signing,
+        deduplication and audit. A body that ends early stores nothing
+        (upload_interrupted). What the CLI's `mlcp push` uses.
+        """
+        model = services.get_model(model_name)
+        headers = read_stream_headers(request.META, request.content_type)
+        meta, declared_digest = _version_metadata(headers.fields)
+        if headers.bundle_json is not None and len(headers.bundle_json) > services.MAX_BUNDLE_BYTES:
+            raise PayloadTooLarge(f"'{BUNDLE_HEADER}' is larger than {services.MAX_BUNDLE_BYTES} bytes")
+        staged = stage_streamed_body(request._request, headers.length)
+        version = services.ingest_version(model, staged, safe_filename(headers.filename), meta, actor=request.user,
+                                          declared_digest=declared_digest, bundle_json=headers.bundle_json)
         return Response(s.ModelVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=s.ReasonSerializer, responses=s.ModelVersionSerializer)
@@ -308,6 +355,19 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
             raise services.tampered_error(version)
         signing.verify_bundle(version.signature_bundle, version.digest)
         return _stream_blob(request, version)
+
+
+def _version_metadata(fields: dict) -> tuple["services.VersionMetadata", str | None]:
+    """An upload's metadata fields, validated: the version's metadata and the digest the client declared."""
+    meta_in = s.VersionUploadSerializer(data=fields)
+    meta_in.is_valid(raise_exception=True)
+    data = meta_in.validated_data
+    meta = services.VersionMetadata(
+        format=data["format"], git_commit=data.get("git_commit", ""), ci_run_url=data.get("ci_run_url", ""),
+        training_data_digest=data.get("training_data_digest", ""), tags=data.get("tags"),
+        parent_number=data.get("parent"), declared_signature=data.get("declared_signature"),
+    )
+    return meta, data.get("sha256")
 
 
 def _require_whole_body(request) -> None:
