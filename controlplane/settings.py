@@ -147,6 +147,9 @@ SPECTACULAR_SETTINGS = {
 FILE_UPLOAD_HANDLERS = ["registry.upload.BlobUploadHandler"]
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 MLCP_MAX_UPLOAD_BYTES = env_int("MLCP_MAX_UPLOAD_BYTES", 4 * 1024**3)
+# A streamed upload whose next 4 MiB block takes longer than this is refused (upload_interrupted): a client that
+# stops sending must not hold a web worker.
+MLCP_UPLOAD_STALL_S = env_int("MLCP_UPLOAD_STALL_S", 60)
 # Where artifact blobs live: `s3://bucket/prefix` (endpoint, region and credentials from the usual AWS
 # variables, see registry/storage_s3.py), or a directory; unset, MLCP_ARTIFACT_DIR (DATA_DIR/artifacts).
 _artifact_store = env_str("MLCP_ARTIFACT_STORE", "").strip()

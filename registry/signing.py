@@ -135,7 +135,7 @@ def verify_bundle(bundle_json: str, digest: str) -> VerifiedSignature:
     try:
         parsed = json.loads(bundle_json)
         hint = parsed.get("verificationMaterial", {}).get("publicKey", {}).get("hint")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # RecursionError: a bundle nested thousands deep
         raise InvalidInput("the signature bundle is not valid JSON", code="malformed_signature") from None
     candidates = trusted_keys()
     if hint:

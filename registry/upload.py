@@ -29,9 +29,6 @@ STREAM_CONTENT_TYPE = "application/octet-stream"
 METADATA_HEADER = "X-Mlcp-Metadata"
 FILENAME_HEADER = "X-Mlcp-Filename"  # percent-encoded UTF-8, as the CLI sends it
 BUNDLE_HEADER = "X-Mlcp-Bundle"  # a client-made model-signing bundle, base64 of its JSON
-# Seconds a streamed upload's client may take to send one receive block (4 MiB: at least 70 KB/s), unless
-# settings.MLCP_UPLOAD_STALL_S says otherwise.
-UPLOAD_STALL_S = 60.0
 
 
 class LengthRequired(InvalidInput):
@@ -88,7 +85,7 @@ def stage_streamed_body(request, length: int) -> StagedBlob:
 
     A body that ends early, or a client that goes away, raises `upload_interrupted` and leaves nothing staged.
     """
-    body = _GunicornSocketBody.of(request.META, length, getattr(settings, "MLCP_UPLOAD_STALL_S", UPLOAD_STALL_S))
+    body = _GunicornSocketBody.of(request.META, length, settings.MLCP_UPLOAD_STALL_S)
     staged = default_store().stage(max_bytes=settings.MLCP_MAX_UPLOAD_BYTES)
     staged.receive(body.read if body is not None else request.read, length)
     return staged

@@ -110,8 +110,10 @@ def test_bundle_for_other_bytes_is_refused(ci, resnet, settings, tmp_path, store
     assert stored_files() == []
 
 
-def test_garbage_bundle_is_a_clear_400(ci, resnet, stored_files):
-    response = upload(ci, "resnet", tiny_onnx(), bundle=b"{not a bundle")
+@pytest.mark.parametrize("bundle", [b"{not a bundle", b"[" * 100_000 + b"]" * 100_000, b"[1, 2]"],
+                         ids=["not json", "nested past the recursion limit", "not an object"])
+def test_garbage_bundle_is_a_clear_400(ci, resnet, stored_files, bundle):
+    response = upload(ci, "resnet", tiny_onnx(), bundle=bundle)
     assert response.status_code == 400
     assert response.json()["code"] == "malformed_signature"
     assert stored_files() == []
