@@ -319,6 +319,8 @@ def test_versions_and_rollouts_link_both_ways_and_the_model_page_shows_the_one_i
     model_page = viewer_ui.get("/models/resnet/").content.decode()
     assert "Rollout in flight:" in model_page and f'href="/rollouts/{rollout.pk}/"' in model_page
     assert "v1 → v2, pending" in model_page
+    # The version list says which is production and which is rolling out.
+    assert model_page.count('class="badge s-deployed"') == 1 and model_page.count('class="badge s-canary"') == 1
 
 
 def test_a_derived_version_says_its_parent_was_rolled_back(viewer_ui, resnet, make_version):
