@@ -5,7 +5,7 @@
 #   docker build -t ghcr.io/example/mlcp:0.1.0 .
 #   docker build -t ghcr.io/example/mlcp-cuda:0.1.0 \
 #       --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu130 \
-#       --build-arg ONNXRUNTIME=onnxruntime-gpu==1.31.1 .
+#       --build-arg ONNXRUNTIME=onnxruntime-gpu .
 #
 # The default image carries the CPU build of torch (the CUDA wheels weigh gigabytes). The CUDA variant
 # takes torch's CUDA wheels, which bring their own CUDA libraries, and onnxruntime-gpu for the validation
@@ -20,6 +20,7 @@ FROM ${PYTHON_IMAGE} AS build
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG ONNXRUNTIME=onnxruntime
+ARG ONNXRUNTIME_GPU_VERSION=1.31.1
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 SHELL ["/bin/sh", "-eu", "-c"]
@@ -34,7 +35,7 @@ COPY . .
 RUN pip install . \
     && if [ "${ONNXRUNTIME}" != onnxruntime ]; then \
          pip uninstall --yes onnxruntime; \
-         pip install "${ONNXRUNTIME}"; \
+         pip install "${ONNXRUNTIME}==${ONNXRUNTIME_GPU_VERSION}"; \
        fi \
     && python -m compileall -q /opt/mlcp/lib
 
