@@ -112,8 +112,9 @@ def model_slo_rules(windows: BurnWindows = BurnWindows(), links: Links = Links()
             "mlcp_url": f"{links.public_url}/models/{{{{ $labels.model }}}}/",
         },
     }
-    groups += [{"name": "mlcp-model-slo-ratios", "rules": records},
-               {"name": "mlcp-model-slo-alerts", "rules": [page]}]
+    # One group: rules in a group are evaluated in order, so the page reads this evaluation's ratios. Groups
+    # run concurrently, and a page in a group of its own would read them as of this or the previous evaluation.
+    groups.append({"name": "mlcp-model-slo", "rules": [*records, page]})
     return {"groups": groups}
 
 

@@ -4,6 +4,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -48,10 +50,30 @@ def gunicorn_server(*, file_size_limit: int | None = None, **env):
     )
     try:
         wait_for_port(port, timeout=60, process=process)
-        yield f"http://127.0.0.1:{port}", process
+        base_url = f"http://127.0.0.1:{port}"
+        # The master listens before it forks its worker: wait for an answer, so a worker exists (worker_pids).
+        _wait_for_an_answer(f"{base_url}/healthz", process)
+        yield base_url, process
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def _wait_for_an_answer(url: str, process: subprocess.Popen, timeout: float = 120.0) -> None:
+    """Until `url` answers 200; the bound is for a server that never starts, not a speed requirement."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {process.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer 200 within {timeout}s")
+        time.sleep(0.05)
 
 
 def worker_pids(master_pid: int) -> list[int]:
