@@ -235,10 +235,7 @@ class DeploymentWorkloads:
     def _read_stable(self, namespace: str, name: str) -> dict:
         stable = self._read_or_none(namespace, name)
         if stable is None:
-            raise StableWorkloadMissing(
-                f"Stable Deployment {namespace}/{name} does not exist: create the model "
-                "server's Deployment before starting a rollout",
-                namespace=namespace, deployment=name)
+            raise _stable_missing(namespace, name)
         return stable
 
     def _json_patch(self, namespace: str, name: str, ops: list[dict]) -> dict:
@@ -246,6 +243,11 @@ class DeploymentWorkloads:
             name, namespace, ops, _content_type=JSON_PATCH, _preload_content=False,
             _request_timeout=self.cluster.request_timeout)
         return json.loads(response.data)
+
+
+def _stable_missing(namespace: str, name: str) -> StableWorkloadMissing:
+    return StableWorkloadMissing(f"Stable Deployment {namespace}/{name} does not exist: create the model "
+                                 "server's Deployment before starting a rollout", namespace=namespace, deployment=name)
 
 
 class ListedDeployments:
@@ -272,10 +274,7 @@ class ListedDeployments:
     def read_stable(self, namespace: str, name: str) -> WorkloadState:
         stable = self._get(namespace, name)
         if stable is None:
-            raise StableWorkloadMissing(
-                f"Stable Deployment {namespace}/{name} does not exist: create the model "
-                "server's Deployment before starting a rollout",
-                namespace=namespace, deployment=name)
+            raise _stable_missing(namespace, name)
         return WorkloadState.of(stable)
 
     def read_canary(self, namespace: str, stable_name: str) -> WorkloadState | None:
