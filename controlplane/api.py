@@ -8,6 +8,7 @@ unexpected is logged by Django (logger `django.request`, with the traceback)
 and answered with a generic 500 body that carries no trace of it.
 """
 
+import codecs
 import logging
 
 from django.conf import settings
@@ -21,6 +22,7 @@ from rest_framework import parsers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from controlplane import untrusted_json
 from controlplane.errors import BadRequest, Forbidden, InternalError, MlcpError, NotFound, PayloadTooLarge
 
 log = logging.getLogger(__name__)
@@ -91,17 +93,20 @@ def _flatten(detail) -> str:
 
 
 class JSONParser(parsers.JSONParser):
-    """DRF's JSON parser, except that a body nested deeper than Python's decoder can follow is a 400.
+    """DRF's JSON parser, refusing as a 400 what would otherwise fail later as a 500.
 
-    json.loads raises RecursionError, not ValueError, for `[[[[...` a few
-    thousand deep; DRF would let that through as a 500.
+    `untrusted_json.loads` says what: NaN and Infinity (DRF's strict mode catches
+    the literals, not 1e999), nesting deeper than any mlcp value (json.loads
+    raises RecursionError a few thousand levels deep, and DRF re-encodes
+    JSONField values deeper in the stack).
     """
 
     def parse(self, stream, media_type=None, parser_context=None):
+        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError:
-            raise drf.ParseError("JSON parse error - the body is nested too deeply") from None
+            return untrusted_json.loads(codecs.getreader(encoding)(stream).read())
+        except ValueError as exc:  # UnicodeDecodeError is one
+            raise drf.ParseError(f"JSON parse error - {exc}") from None
 
 
 # The parsers of every API view that reads a body (DRF's defaults, with the JSON parser above).

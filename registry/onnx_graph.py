@@ -195,6 +195,8 @@ class _Walk:
         if len(opset.domain) > MAX_NAME_CHARS:
             raise _too_large(f"the ONNX model imports an opset whose domain is {len(opset.domain)} characters; "
                              f"at most {MAX_NAME_CHARS} are accepted")
+        if "\x00" in opset.domain:  # as for tensor names: PostgreSQL's JSON columns cannot hold NUL
+            raise _malformed("the ONNX model imports an opset whose domain contains a NUL character")
         self.opsets[opset.domain or "ai.onnx"] = opset.version
 
     def _value_info(self, length: int, is_input: bool) -> None:

@@ -4,7 +4,6 @@ Each function takes plain values and rows, enforces the registry's rules,
 writes the audit trail, and raises a `controlplane.errors` error otherwise.
 """
 
-import json
 import logging
 import zipfile
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
+from controlplane import untrusted_json
 from controlplane.errors import Conflict, Forbidden, IllegalTransition, IntegrityFailure, InvalidInput, NotFound
 from registry import pipeline, signing
 from registry.choices import (CONTROL_TARGETS, CONTROLS, TRANSITIONS, ArtifactFormat, SignatureSource,
@@ -527,9 +527,9 @@ def parse_json_field(raw, field: str, expect=dict):
     if isinstance(raw, expect):
         return raw
     try:
-        value = json.loads(raw)
-    except ValueError:
-        raise InvalidInput(f"'{field}' is not valid JSON", code="malformed_metadata") from None
+        value = untrusted_json.loads(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"'{field}' is not valid JSON: {exc}", code="malformed_metadata") from None
     if not isinstance(value, expect):
         raise InvalidInput(f"'{field}' must be a JSON {expect.__name__}", code="malformed_metadata")
     return value

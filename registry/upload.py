@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 
+from controlplane import untrusted_json
 from controlplane.errors import InvalidInput, PayloadTooLarge
 from registry.storage import StagedBlob, default_store
 
@@ -183,9 +184,9 @@ def _metadata(raw: str | None) -> dict:
     if not raw:
         return {}
     try:
-        value = json.loads(raw)
-    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
-        raise InvalidInput(f"{METADATA_HEADER} is not valid JSON", code="invalid_metadata") from None
+        value = untrusted_json.loads(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"{METADATA_HEADER} is not valid JSON: {exc}", code="invalid_metadata") from None
     if not isinstance(value, dict):
         raise InvalidInput(f"{METADATA_HEADER} must be a JSON object of upload fields", code="invalid_metadata")
     return value

@@ -6,12 +6,13 @@ never a row that breaks a listing, a gate or a rollout later.
 """
 
 import copy
-import json
+import math
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from controlplane import untrusted_json
 from registry.choices import CONTROLS
 from registry.models import (Alias, AliasMove, AuditEvent, GateResult, GoldenSet, ModelVersion, RegisteredModel,
                              model_name_validator)
@@ -38,35 +39,23 @@ LISTED_REASON = 1000
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    # NaN and Infinity are no JSON numbers: neither database's JSON column stores them.
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _is_whole(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _has_nul(value) -> bool:
-    """Whether parsed JSON holds a NUL character in a key or a string: PostgreSQL's jsonb cannot store one
-    (a database error, a 500), SQLite can. Walked without recursion: a value may be nested deeply."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
-
-
 NUL_MESSAGE = "must not contain NUL characters (\\u0000)"
 
 
 def _require_http_url(value: str) -> str:
-    if value and urlsplit(value).scheme not in ("http", "https"):
+    try:
+        scheme = urlsplit(value).scheme if value else "http"
+    except ValueError:  # urlsplit's own refusal, e.g. "http://[" (an unclosed IPv6 address)
+        scheme = None
+    if scheme not in ("http", "https"):
         raise serializers.ValidationError("must be an http:// or https:// URL")
     return value
 
@@ -112,7 +101,7 @@ class RegisteredModelSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(f"at most {MAX_CLASS_LABELS} class labels, not {len(value)}")
         if any(len(label) > MAX_LABEL for label in value):
             raise serializers.ValidationError(f"a class label is at most {MAX_LABEL} characters")
-        if _has_nul(value):
+        if untrusted_json.has_nul(value):
             raise serializers.ValidationError(f"a class label {NUL_MESSAGE}")
         return value
 
@@ -254,12 +243,12 @@ class JSONTextField(serializers.JSONField):
     def to_internal_value(self, data):
         if isinstance(data, (str, bytes)):
             try:
-                value = json.loads(data)
-            except (ValueError, RecursionError):  # RecursionError: nested thousands deep
-                self.fail("invalid")
+                value = untrusted_json.loads(data)
+            except ValueError as exc:
+                raise serializers.ValidationError(f"not valid JSON: {exc}") from None
         else:
             value = super().to_internal_value(data)
-        if _has_nul(value):
+        if untrusted_json.has_nul(value):
             raise serializers.ValidationError(NUL_MESSAGE)
         return value
 
@@ -269,9 +258,9 @@ def upload_metadata(raw) -> dict:
     if raw in (None, ""):
         return {}
     try:
-        value = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
-    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
-        raise serializers.ValidationError({"metadata": "not valid JSON"}) from None
+        value = untrusted_json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+    except ValueError as exc:
+        raise serializers.ValidationError({"metadata": f"not valid JSON: {exc}"}) from None
     if not isinstance(value, dict):
         raise serializers.ValidationError({"metadata": "must be a JSON object of upload fields"})
     return value

@@ -77,6 +77,13 @@ def test_json_nested_deeper_than_the_parser_follows_is_a_400(ci, no_debug):
     _json_error(response, 400, "malformed_request")
 
 
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "1e999"])
+def test_json_numbers_no_database_stores_are_a_400(ci, no_debug, number):
+    body = '{"name": "fraud", "slo": {"availability": 0.999, "latency_p95_ms": %s}}' % number
+    _json_error(ci.post("/api/v1/models/", body, content_type="application/json"), 400, "malformed_request")
+    assert not RegisteredModel.objects.exists()
+
+
 def test_malformed_json_is_a_400(ci, no_debug):
     _json_error(ci.post("/api/v1/models/", "{nope", content_type="application/json"), 400, "malformed_request")
 

@@ -87,6 +87,9 @@ BAD_UPLOAD_FIELDS = [
     ("tags", json.dumps({"k" * 129: "v"})),
     ("tags", json.dumps({"team": "v" * 1025})),
     ("tags", "[" * 50_000),
+    ("tags", '{"a": NaN}'),
+    ("tags", '{"a": 1e999}'),
+    ("declared_signature", '{"inputs": ' + "[" * 950 + "]" * 950 + "}"),
     ("declared_signature", '"abc"'),
     ("declared_signature", '{"inputs": "pixels"}'),
     ("declared_signature", '{"inputs": [], "extra": []}'),
@@ -101,6 +104,7 @@ BAD_UPLOAD_FIELDS = [
     ("parent", "2199023255552"),
     ("parent", "zero"),
     ("ci_run_url", "javascript:alert(1)"),
+    ("ci_run_url", "http://["),  # urlsplit raises ValueError on it
     ("ci_run_url", "https://ci.example/" + "r" * 500),
     ("git_commit", "not-a-sha"),
     ("sha256", "abc"),

@@ -185,3 +185,12 @@ def test_an_input_name_with_a_nul_character_is_malformed():
     with pytest.raises(InvalidInput) as raised:
         read_onnx_signature(io.BytesIO(data), len(data))
     assert raised.value.code == "malformed_onnx"
+
+
+def test_an_opset_domain_with_a_nul_character_is_malformed():
+    # PostgreSQL's JSON columns cannot hold NUL: stored, the version row's insert would fail as a 500.
+    model = _model([helper.make_node("MatMul", ["input", "W"], ["logits"])],
+                   [numpy_helper.from_array(np.zeros((4, 3), np.float32), "W")])
+    model.opset_import.append(helper.make_opsetid("evil\x00domain", 1))
+    error = _refused(model.SerializeToString(), "malformed_onnx")
+    assert "NUL" in error.detail

@@ -1,0 +1,42 @@
+"""Client JSON is parsed so that what it holds can be stored and encoded again."""
+
+import json
+
+import pytest
+
+from controlplane import untrusted_json
+
+
+@pytest.mark.parametrize("text", ['{"a": NaN}', '{"a": Infinity}', '[-Infinity]', '{"a": 1e999}', "[-1e400]"])
+def test_numbers_no_database_stores_are_refused(text):
+    with pytest.raises(ValueError, match="not a JSON number|out of range"):
+        untrusted_json.loads(text)
+
+
+def test_ordinary_numbers_parse_as_json_does():
+    text = '{"a": 1.5, "b": -2e10, "c": 7, "d": 1e308}'
+    assert untrusted_json.loads(text) == json.loads(text)
+
+
+def test_nesting_up_to_the_limit_parses_and_one_level_more_is_refused():
+    deepest = "[" * untrusted_json.MAX_DEPTH + "1" + "]" * untrusted_json.MAX_DEPTH
+    assert json.dumps(untrusted_json.loads(deepest)) == deepest
+    with pytest.raises(ValueError, match="nested more than 64 levels"):
+        untrusted_json.loads("[" + deepest + "]")
+
+
+def test_nesting_past_what_the_decoder_follows_is_a_value_error_not_a_recursion_error():
+    with pytest.raises(ValueError, match="nested more than"):
+        untrusted_json.loads('{"a": ' * 100_000)
+
+
+def test_nesting_counts_objects_and_lists_alike():
+    assert not untrusted_json.depth_exceeds({"a": [{"b": []}]}, 4)
+    assert untrusted_json.depth_exceeds({"a": [{"b": [[]]}]}, 4)
+    assert not untrusted_json.depth_exceeds("scalar", 0)
+
+
+def test_a_nul_character_is_found_in_keys_and_strings_at_any_depth():
+    assert untrusted_json.has_nul({"a": [{"b\x00": 1}]})
+    assert untrusted_json.has_nul([[["x\x00y"]]])
+    assert not untrusted_json.has_nul({"a": ["\\u0000 as text", 0, None]})
