@@ -18,7 +18,7 @@ from django.http import Http404, JsonResponse
 from django.views import defaults
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions as drf
-from rest_framework import parsers
+from rest_framework import parsers, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -107,6 +107,18 @@ class JSONParser(parsers.JSONParser):
             return untrusted_json.loads(codecs.getreader(encoding)(stream).read())
         except ValueError as exc:  # UnicodeDecodeError is one
             raise drf.ParseError(f"JSON parse error - {exc}") from None
+
+
+class ClientJSONField(serializers.JSONField):
+    """DRF's JSONField decoding with `untrusted_json`'s refusals.
+
+    A JSON body is checked by the parser above, but a form or multipart body hands a JSON field its text,
+    which DRF decodes itself with json.loads.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs["decoder"] = kwargs.get("decoder") or untrusted_json.Decoder
+        super().__init__(**kwargs)
 
 
 # The parsers of every API view that reads a body (DRF's defaults, with the JSON parser above).

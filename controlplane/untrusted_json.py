@@ -7,11 +7,14 @@ bytes may already be stored:
   float. SQLite's JSON check and PostgreSQL's jsonb both refuse them.
 - Nesting just under what the decoder follows. `json.dumps`, which DRF's
   JSONField runs a few frames deeper, then raises RecursionError.
+- Lone surrogates ("\\ud800"), which no UTF-8 encoder takes: PostgreSQL refuses
+  them, and where SQLite stored one, every later rendering of its row failed.
 - NUL characters, which jsonb cannot hold.
 
-`loads` refuses the first two, and `has_nul` finds the third, for fields that
-name their own error. No client value mlcp takes (metadata, tags, policies,
-strategies, signatures) is nested anywhere near MAX_DEPTH.
+`loads` (and `Decoder`, for DRF's JSON fields) refuses the first three;
+`has_nul` finds the last, for fields that name their own error. No client value
+mlcp takes (metadata, tags, policies, strategies, signatures) nests anywhere
+near MAX_DEPTH.
 """
 
 import json
@@ -31,27 +34,63 @@ def _finite_float(text: str) -> float:
     return value
 
 
+class Decoder(json.JSONDecoder):
+    """json's decoder with the refusals the module doc lists; for `json.loads(..., cls=Decoder)` and DRF's
+    JSONField(decoder=Decoder). Every refusal is a ValueError with a message fit for a client."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**{**kwargs, "parse_constant": _refuse_constant, "parse_float": _finite_float})
+
+    def decode(self, s, *args, **kwargs):
+        try:
+            value = super().decode(s, *args, **kwargs)
+        except RecursionError:
+            raise ValueError(f"nested more than {MAX_DEPTH} levels deep") from None
+        _refuse_unstorable(value)
+        return value
+
+
 def loads(text: str | bytes):
     """The parsed value; ValueError (with a message fit for a client) for anything the module doc refuses."""
-    try:
-        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
-    except RecursionError:
-        raise ValueError(f"nested more than {MAX_DEPTH} levels deep") from None
-    if depth_exceeds(value, MAX_DEPTH):
-        raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
-    return value
+    return json.loads(text, cls=Decoder)
 
 
-def depth_exceeds(value, limit: int) -> bool:
-    """Whether lists and objects nest more than `limit` levels; walked without recursion."""
+def _refuse_unstorable(value) -> None:
+    """ValueError for nesting past MAX_DEPTH, or a string or key that is not Unicode text.
+
+    Walked without recursion.
+    """
     pending = [(value, 1)]
     while pending:
         item, depth = pending.pop()
-        if isinstance(item, (dict, list)):
-            if depth > limit:
-                return True
-            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return False
+        if isinstance(item, str):
+            if not is_text(item):
+                raise ValueError("a string holds a lone surrogate, which is not Unicode text")
+        elif isinstance(item, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+
+
+def is_text(value: str) -> bool:
+    """Whether a str is Unicode text: UTF-8 encodes it (a lone surrogate, such as JSON's "\\ud800", does not)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def is_number(value) -> bool:
+    """A number a float holds: not a bool, NaN or Infinity, nor an integer past a float's range (which
+    float() and math.isfinite raise OverflowError on)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def has_nul(value) -> bool:

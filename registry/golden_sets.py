@@ -23,6 +23,7 @@ from typing import BinaryIO, Iterator
 import numpy as np
 from numpy.lib import format as npy_format
 
+from controlplane import untrusted_json
 from controlplane.errors import InvalidInput, first_line
 
 # Limits, checked against what the archive declares before anything is decompressed.
@@ -124,8 +125,11 @@ def _zip64_directory(fh: BinaryIO, eocd_at: int) -> tuple[int, int]:
         raise _invalid("the golden set is not a readable .npz file: its zip64 directory is missing")
     fh.seek(eocd_at - _ZIP64_LOCATOR_SIZE)
     signature, _, record_at, _ = struct.unpack("<4sLQL", fh.read(_ZIP64_LOCATOR_SIZE))
-    fh.seek(record_at)
-    record = fh.read(56)
+    # An offset past the file (up to 2**64 - 1, more than a seek takes) is no directory: read nothing there.
+    record = b""
+    if record_at <= eocd_at - 56:
+        fh.seek(record_at)
+        record = fh.read(56)
     if signature != _ZIP64_LOCATOR or len(record) < 56 or record[:4] != _ZIP64_EOCD:
         raise _invalid("the golden set is not a readable .npz file: its zip64 directory is missing")
     _, _, _, _, _, _, _, entries, directory_size, _ = struct.unpack("<4sQ2H2L4Q", record)
@@ -268,9 +272,16 @@ def _class_names(names: np.ndarray | None, low: int, high: int) -> tuple[str, ..
         raise _invalid(
             f"labels must lie in [0, {len(names)}) for {len(names)} class names, got {low}..{high}"
         )
-    names = tuple(str(name) for name in names)
+    try:
+        # A '<U' array holds raw UCS-4: a code point past U+10FFFF raises SystemError when made a str.
+        names = tuple(str(name) for name in names)
+    except (SystemError, ValueError):
+        raise _invalid("a class name is not Unicode text") from None
     if any("\x00" in name for name in names):
         raise _invalid("a class name contains a NUL character")  # PostgreSQL's JSON columns cannot hold it
+    if not all(untrusted_json.is_text(name) for name in names):
+        # A lone surrogate: no database stores it, and it cannot be shown.
+        raise _invalid("a class name is not Unicode text")
     return names
 
 

@@ -103,6 +103,10 @@ def _parse(url: str) -> tuple[str, str, int]:
         raise _refused(url, "it is not a well-formed URL") from None
     if scheme not in ("http", "https") or not host:
         raise _refused(url, "it must be an http:// or https:// URL with a host")
+    try:
+        host.encode("idna")  # what getaddrinfo does with a str host, raising UnicodeError, not gaierror
+    except UnicodeError:
+        raise _refused(url, "its host is not a valid domain name") from None
     return scheme, host, port or (443 if scheme == "https" else 80)
 
 

@@ -6,13 +6,14 @@ never a row that breaks a listing, a gate or a rollout later.
 """
 
 import copy
-import math
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
 from rest_framework import serializers
 
 from controlplane import untrusted_json
+from controlplane.api import ClientJSONField
 from registry.choices import CONTROLS
 from registry.models import (Alias, AliasMove, AuditEvent, GateResult, GoldenSet, ModelVersion, RegisteredModel,
                              model_name_validator)
@@ -38,11 +39,6 @@ LISTED_OPSETS = 16
 LISTED_REASON = 1000
 
 
-def _is_number(value) -> bool:
-    # NaN and Infinity are no JSON numbers: neither database's JSON column stores them.
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _is_whole(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -66,6 +62,10 @@ class RegisteredModelSerializer(serializers.ModelSerializer):
     Its governed settings (registry.choices.GOVERNED_SETTINGS: gate policy, default golden set, rollout
     target) are shown here but change only through their own endpoints, with a reason.
     """
+
+    # The model's JSON columns (class labels, SLO) as fields that refuse what no database stores.
+    serializer_field_mapping = {**serializers.ModelSerializer.serializer_field_mapping,
+                                models.JSONField: ClientJSONField}
 
     # Null where nobody is recorded: made by a command or a test, or the user since deleted.
     created_by = serializers.StringRelatedField(allow_null=True)
@@ -113,10 +113,10 @@ class RegisteredModelSerializer(serializers.ModelSerializer):
         if unknown:
             raise serializers.ValidationError(f"unknown SLO fields {unknown[:5]}; use availability, latency_p95_ms")
         availability = value.get("availability", 0.999)
-        if not _is_number(availability) or not 0 < availability < 1:
+        if not untrusted_json.is_number(availability) or not 0 < availability < 1:
             raise serializers.ValidationError("availability must be a number between 0 and 1, e.g. 0.999")
         latency = value.get("latency_p95_ms", 250)
-        if not _is_number(latency) or not 0 < latency <= MAX_LATENCY_MS:
+        if not untrusted_json.is_number(latency) or not 0 < latency <= MAX_LATENCY_MS:
             raise serializers.ValidationError(f"latency_p95_ms must be a number of milliseconds, 0 < ms <= "
                                               f"{MAX_LATENCY_MS}")
         return value
@@ -237,7 +237,7 @@ def _tensors_summary(tensors) -> list[dict]:
     return summary
 
 
-class JSONTextField(serializers.JSONField):
+class JSONTextField(ClientJSONField):
     """JSON that arrives as text in a multipart form, or already parsed in a JSON body."""
 
     def to_internal_value(self, data):
@@ -289,7 +289,7 @@ class VersionUploadSerializer(serializers.Serializer):
         for key, tag in value.items():
             if not 0 < len(key) <= MAX_TAG_KEY:
                 raise serializers.ValidationError(f"a tag key is 1 to {MAX_TAG_KEY} characters")
-            if not (tag is None or isinstance(tag, (str, bool)) or _is_number(tag)):
+            if not (tag is None or isinstance(tag, (str, bool)) or untrusted_json.is_number(tag)):
                 raise serializers.ValidationError(f"tag {key[:40]!r} must be a string, number or boolean")
             if isinstance(tag, str) and len(tag) > MAX_TAG_VALUE:
                 raise serializers.ValidationError(f"tag {key[:40]!r} is over {MAX_TAG_VALUE} characters")
@@ -334,7 +334,7 @@ class GatePolicyChangeSerializer(ReasonSerializer):
     """`PUT models/{name}/gate-policy`: the new overrides (replacing the old) and why; an empty reason is a
     400 `reason_required`, a policy without the organisation's minimum gates a 400 `policy_below_floor`."""
 
-    gate_policy = serializers.JSONField()
+    gate_policy = ClientJSONField()
 
     def validate_gate_policy(self, value):
         # Imported here: the gates package loads onnxruntime, which only writes of a policy need.

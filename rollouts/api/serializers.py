@@ -9,6 +9,7 @@ them or the bounds below is a 400 `invalid_strategy`.
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from controlplane.api import ClientJSONField
 from controlplane.errors import InvalidInput
 from k8s import ROUTER_KINDS
 from rollouts.analysis import ALL_CHECKS
@@ -174,7 +175,7 @@ class RolloutStartSerializer(TrafficFields):
 
     model = serializers.CharField(max_length=63)
     version = serializers.IntegerField(min_value=1, max_value=2**31 - 1)
-    steps = serializers.JSONField(required=False, help_text="[10, 25, 50, 100] or [{weight, pause_s, analysis}]")
+    steps = ClientJSONField(required=False, help_text="[10, 25, 50, 100] or [{weight, pause_s, analysis}]")
     pause_s = serializers.IntegerField(min_value=0, max_value=MAX_PAUSE_S, required=False,
                                        help_text="pause of every step given as a weight")
     analysis = AnalysisSettingsSerializer(required=False)

@@ -84,6 +84,12 @@ def test_json_numbers_no_database_stores_are_a_400(ci, no_debug, number):
     assert not RegisteredModel.objects.exists()
 
 
+def test_a_lone_surrogate_in_a_json_body_is_a_400_and_stores_nothing(ci, no_debug):
+    body = '{"name": "fraud", "task": "image-classification", "class_labels": ["\\ud800"]}'
+    _json_error(ci.post("/api/v1/models/", body, content_type="application/json"), 400, "malformed_request")
+    assert not RegisteredModel.objects.exists()
+
+
 def test_malformed_json_is_a_400(ci, no_debug):
     _json_error(ci.post("/api/v1/models/", "{nope", content_type="application/json"), 400, "malformed_request")
 

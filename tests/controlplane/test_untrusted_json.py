@@ -31,9 +31,30 @@ def test_nesting_past_what_the_decoder_follows_is_a_value_error_not_a_recursion_
 
 
 def test_nesting_counts_objects_and_lists_alike():
-    assert not untrusted_json.depth_exceeds({"a": [{"b": []}]}, 4)
-    assert untrusted_json.depth_exceeds({"a": [{"b": [[]]}]}, 4)
-    assert not untrusted_json.depth_exceeds("scalar", 0)
+    mixed = '{"a": [' * 32 + "1" + "]}" * 32  # 64 levels, half of them objects
+    assert untrusted_json.loads(mixed)
+    with pytest.raises(ValueError, match="nested more than"):
+        untrusted_json.loads("[" + mixed + "]")
+
+
+@pytest.mark.parametrize("text", ['["\\ud800"]', '{"\\udfff": 1}', '{"a": {"b": "x\\ud83d"}}'])
+def test_a_lone_surrogate_in_a_string_or_key_is_refused(text):
+    # It parses, but no UTF-8 encoder takes it: PostgreSQL refuses it, and stored in SQLite it broke rendering.
+    with pytest.raises(ValueError, match="lone surrogate"):
+        untrusted_json.loads(text)
+
+
+def test_a_surrogate_pair_is_one_character_and_parses():
+    assert untrusted_json.loads('["\\ud83d\\ude80"]') == ["\U0001f680"]
+
+
+def test_drf_json_fields_decode_with_the_same_refusals():
+    from rest_framework import serializers
+
+    field = serializers.JSONField(decoder=untrusted_json.Decoder, binary=True)
+    with pytest.raises(serializers.ValidationError):
+        field.to_internal_value('{"a": 1e999}')
+    assert field.to_internal_value('{"a": 1.5}') == {"a": 1.5}
 
 
 def test_a_nul_character_is_found_in_keys_and_strings_at_any_depth():

@@ -89,6 +89,7 @@ BAD_UPLOAD_FIELDS = [
     ("tags", "[" * 50_000),
     ("tags", '{"a": NaN}'),
     ("tags", '{"a": 1e999}'),
+    ("tags", '{"a": "\\ud800"}'),  # a lone surrogate: stored by SQLite, every listing of the version failed
     ("declared_signature", '{"inputs": ' + "[" * 950 + "]" * 950 + "}"),
     ("declared_signature", '"abc"'),
     ("declared_signature", '{"inputs": "pixels"}'),

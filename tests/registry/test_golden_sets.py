@@ -1,6 +1,7 @@
 """Golden-set archives are judged by what they declare before anything is decompressed, then read in chunks."""
 
 import io
+import struct
 import zipfile
 
 import numpy as np
@@ -186,3 +187,17 @@ def test_a_class_name_with_a_nul_character_is_refused():
         load_golden_arrays(npz_bytes(inputs=np.zeros((2, 4), np.float32), labels=np.array([0, 1]),
                                      class_names=np.array(["zero", "o\x00ne"])))
     assert raised.value.code == "invalid_golden_set" and "NUL" in raised.value.detail
+
+
+@pytest.mark.parametrize("raw", [b"\x00\x00\x11\x00", b"\x00\xd8\x00\x00"], ids=["past U+10FFFF", "lone surrogate"])
+def test_a_class_name_that_is_not_unicode_text_is_refused(raw):
+    # A '<U' array is raw UCS-4: past U+10FFFF str() raised SystemError (a 500); a surrogate broke every listing.
+    names = np.frombuffer(b"\x63\x00\x00\x00" + raw, dtype="<U1")
+    data = npz_bytes(inputs=np.zeros((2, 4), np.float32), labels=np.array([0, 1]), class_names=names)
+    assert "not Unicode text" in _refused(data).detail
+
+
+def test_a_zip64_locator_pointing_past_any_file_is_refused_not_a_crash():
+    locator = b"PK\x06\x07" + struct.pack("<LQL", 0, 2**64 - 1, 1)
+    end = b"PK\x05\x06" + struct.pack("<4H2LH", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    assert "zip64 directory is missing" in _refused(locator + end).detail

@@ -122,12 +122,23 @@ def test_the_floor_is_the_organisations_setting(approver, resnet, settings):
 
 
 @pytest.mark.parametrize("policy", ["strict", {"golden_set": {"min_accuracy": 2}}, {"no_such_gate": {}},
-                                    {"golden_set": {"min_accuracy": "high"}}, {"gates": ["validation", "validation"]}])
+                                    {"golden_set": {"min_accuracy": "high"}}, {"gates": ["validation", "validation"]},
+                                    # An integer past a float's range: float() raised OverflowError, a 500.
+                                    {"validation": {"latency_budget_p95_ms": 10**400}}])
 def test_a_malformed_policy_is_400_naming_the_field(approver, resnet, policy):
     before = _governed_state()
     body = _refused(approver.put(POLICY_URL, {"gate_policy": policy, "reason": "r"}, format="json"), 400,
                     "invalid_input")
     assert "gate_policy" in body["fields"]
+    assert _governed_state() == before
+
+
+@pytest.mark.parametrize("body", ['{"validation": {"latency_budget_p95_ms": NaN}}', "[" * 100_000,
+                                  '{"golden_set": {"class_recall_drop_overrides": {"\\ud800": 0.1}}}'])
+def test_a_policy_sent_as_a_form_field_is_decoded_with_the_same_refusals(approver, resnet, body):
+    # Form and multipart bodies hand a JSON field its text, which DRF decodes itself.
+    before = _governed_state()
+    _refused(approver.put(POLICY_URL, {"gate_policy": body, "reason": "r"}, format="multipart"), 400, "invalid_input")
     assert _governed_state() == before
 
 

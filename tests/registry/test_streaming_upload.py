@@ -91,6 +91,7 @@ def test_client_bundle_in_its_header_is_verified_against_trusted_keys(ci, resnet
     # No database stores NaN or Infinity in JSON: once accepted, the version row failed after the bytes were kept.
     ({"metadata": '{"tags": {"a": NaN}}'}, 400, "invalid_metadata"),
     ({"metadata": '{"tags": {"a": 1e999}}'}, 400, "invalid_metadata"),
+    ({"metadata": '{"tags": {"a": "\\ud800"}}'}, 400, "invalid_metadata"),
     # Deep enough to parse, but DRF encodes JSON fields again a few frames deeper: nesting is capped at 64.
     ({"metadata": '{"tags": ' + "[" * 950 + "]" * 950 + "}"}, 400, "invalid_metadata"),
     ({"metadata": {"ci_run_url": "http://["}}, 400, "invalid_input"),

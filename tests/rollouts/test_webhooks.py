@@ -189,6 +189,13 @@ def test_a_model_registered_with_a_metadata_webhook_is_refused(ci):
     assert response.status_code == 400 and response.json()["code"] == "webhook_url_refused"
 
 
+@pytest.mark.parametrize("url", ["http://a\ufffd.com/", "http://\u00ad\u200b.example/"])
+def test_a_host_no_resolver_can_encode_is_refused_not_a_500(ci, url):
+    # getaddrinfo raises UnicodeError (not gaierror) for a host the IDNA codec refuses.
+    response = ci.post("/api/v1/models/", {"name": "fraud", "notification_webhook": url}, format="json")
+    assert response.status_code == 400 and response.json()["code"] == "webhook_url_refused", response.json()
+
+
 def test_a_public_webhook_url_is_accepted(admin_client, resnet):
     url = f"https://{PUBLIC_ADDRESS}/hook"
     response = admin_client.patch("/api/v1/models/resnet/", {"notification_webhook": url}, format="json")

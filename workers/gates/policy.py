@@ -10,6 +10,7 @@ import copy
 from typing import Any
 
 from controlplane.errors import InvalidInput
+from controlplane.untrusted_json import is_number
 
 GATE_NAMES = ("validation", "quantization", "golden_set")
 
@@ -125,14 +126,14 @@ def _checked_setting(path: str, default: Any, value: Any) -> Any:
             raise _invalid(f"{path!r} must be a non-empty list of positive integers", path=path)
         return list(value)
     if isinstance(default, dict):
-        if not isinstance(value, dict) or not all(_is_number(v) and 0 <= v <= 1 for v in value.values()):
+        if not isinstance(value, dict) or not all(is_number(v) and 0 <= v <= 1 for v in value.values()):
             raise _invalid(f"{path!r} must map class names to fractions between 0 and 1", path=path)
         return {str(k): float(v) for k, v in value.items()}
     if isinstance(default, int):
         if not _is_positive_int(value):
             raise _invalid(f"{path!r} must be a positive integer, got {value!r}", path=path)
         return value
-    if not _is_number(value) or value < 0:
+    if not is_number(value) or value < 0:
         raise _invalid(f"{path!r} must be a non-negative number, got {value!r}", path=path)
     return float(value)
 
@@ -147,10 +148,6 @@ def _check_ceiling(section: str, key: str, value: Any) -> None:
         raise _invalid(f"{path!r} may list at most {MAX_BATCH_SIZES} values", path=path)
     if max(values) > ceiling:
         raise _invalid(f"{path!r} may be at most {ceiling} on this server, got {max(values)}", path=path)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _is_positive_int(value: Any) -> bool:
