@@ -72,10 +72,11 @@ def test_canary_that_never_predicts_one_class_is_rolled_back_by_the_class_mix(
     verdicts = {c["check"]: c["verdict"] for c in failed.evidence["checks"]}
     assert verdicts["class_mix"] == "fail", "\n".join(s.lines)
     assert verdicts["canary_vs_stable_errors"] == "pass", verdicts
-    # The burn rate may not have enough requests in its long window yet on a busy machine (inconclusive); it
-    # must not be what failed the canary.
+    # The burn rate may not have enough requests in its long window yet on a busy machine, nor the latency
+    # check in its window once it slid past the tick that passed it (inconclusive, seen once in a plain run);
+    # neither may be what failed the canary.
     assert verdicts["burn_rate"] in ("pass", "inconclusive"), verdicts
-    assert verdicts["latency_p95"] == "pass", (verdicts, "\n".join(s.lines))
+    assert verdicts["latency_p95"] in ("pass", "inconclusive"), (verdicts, "\n".join(s.lines))
     class_mix = next(c for c in failed.evidence["checks"] if c["check"] == "class_mix")
     assert class_mix["moved"]  # named: the dropped class, or the runner-up that took its answers
     dropped = next(row for row in class_mix["classes"] if row["class"] == str(DROPPED))
