@@ -56,19 +56,24 @@ def loads(text: str | bytes):
 
 
 def _refuse_unstorable(value) -> None:
-    """ValueError for nesting past MAX_DEPTH, or a string or key that is not Unicode text.
-
-    Walked without recursion.
-    """
-    pending = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
+    """ValueError for nesting past MAX_DEPTH, or a string or key that is not Unicode text."""
+    for item, depth in _nodes(value):
         if isinstance(item, str):
             if not is_text(item):
                 raise ValueError("a string holds a lone surrogate, which is not Unicode text")
-        elif isinstance(item, (dict, list)):
-            if depth > MAX_DEPTH:
-                raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+        elif depth > MAX_DEPTH:
+            raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+
+
+def _nodes(value):
+    """(node, depth) for every list, object, key and string in parsed JSON, without recursion: it may nest
+    deeper than Python's stack. Depth counts lists and objects, 1 for the outermost."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (str, dict, list)):
+            yield item, depth
+        if isinstance(item, (dict, list)):
             children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
             pending.extend((child, depth + 1) for child in children)
 
@@ -94,16 +99,5 @@ def is_number(value) -> bool:
 
 
 def has_nul(value) -> bool:
-    """Whether parsed JSON holds a NUL character in a key or a string; walked without recursion."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
+    """Whether parsed JSON holds a NUL character in a key or a string."""
+    return any(isinstance(item, str) and "\x00" in item for item, _ in _nodes(value))

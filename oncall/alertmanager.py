@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 
 from django.utils.dateparse import parse_datetime
 
+from controlplane import untrusted_json
 from controlplane.errors import InvalidInput
 
 # Alertmanager's `max_alerts` is unlimited by default; a group of thousands is an incident of its own.
@@ -161,11 +162,9 @@ def _text(value, where: str, limit: int) -> str:
         raise InvalidInput(f"{where} is longer than {limit} characters", code="value_too_long", limit=limit)
     if "\x00" in value:
         raise InvalidInput(f"{where} holds a NUL character", code="invalid_notification")
-    try:
+    if not untrusted_json.is_text(value):
         # JSON's "\ud800" decodes to a lone surrogate, which no UTF-8 column (PostgreSQL's jsonb) can store.
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInput(f"{where} is not valid Unicode (a lone surrogate)", code="invalid_notification") from None
+        raise InvalidInput(f"{where} is not valid Unicode (a lone surrogate)", code="invalid_notification")
     return value
 
 

@@ -47,8 +47,10 @@ NUL_MESSAGE = "must not contain NUL characters (\\u0000)"
 
 
 def _require_http_url(value: str) -> str:
+    if not value:
+        return value
     try:
-        scheme = urlsplit(value).scheme if value else "http"
+        scheme = urlsplit(value).scheme
     except ValueError:  # urlsplit's own refusal, e.g. "http://[" (an unclosed IPv6 address)
         scheme = None
     if scheme not in ("http", "https"):
