@@ -556,6 +556,15 @@ class Controller:
         for future in queued:
             future.cancel()
 
+    def refuse_new_steps(self) -> None:
+        """From now on no step begins; those under way go on. Safe in a signal handler.
+
+        The handler runs in the main thread between two bytecodes, possibly while
+        that thread holds `_applying`, so it takes no lock: a bool's assignment
+        is atomic, and `_step` reads it under the lock before every step.
+        """
+        self._stopping = True
+
     def stop(self, timeout_s: float = 10.0) -> bool:
         """Begin no new step, drop queued work, and wait up to `timeout_s` for the steps being applied to end.
 

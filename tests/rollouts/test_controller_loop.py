@@ -161,6 +161,27 @@ class NoMetrics:
 
 # ------------------------------------------------------------------ fencing
 
+@pytest.mark.django_db(transaction=True)
+def test_once_told_to_stop_a_controller_begins_no_step_even_in_the_tick_under_way(make_version, kube_emulator):
+    """What SIGTERM does first: the rollback asked for after it is left to the successor, untouched here."""
+    cluster = Cluster(kube_emulator.api_client(), retry=RetryPolicy(attempts=2, base_delay_s=0.01))
+    namespace, rollouts = _progressing(make_version, cluster, ("leaving",))
+    leaving = rollouts["leaving"]
+    controller = Controller(cluster, NoMetrics(), max_workers=1)
+    controller._ensure_step(leaving)
+    kube_emulator.settle_deployments(namespace, "leaving", "leaving-canary")
+    services.rollback(leaving.model, reason="pager", actor="oncall")
+    controller.refuse_new_steps()
+    mark = kube_emulator.mark()
+    try:
+        assert controller.tick(T + timedelta(seconds=60)) == {leaving.pk: "stopped"}
+        assert [w for w in kube_emulator.writes(since=mark)] == []
+        assert Rollout.objects.get(pk=leaving.pk).phase == Phase.ROLLING_BACK
+        assert controller.stop(timeout_s=0)
+    finally:
+        cluster.close()
+
+
 @pytest.mark.django_db
 def test_each_change_of_hands_is_a_new_generation_and_a_renewal_is_not():
     assert acquire_lease("a", ttl_s=30, now=T) == 1

@@ -149,10 +149,14 @@ def rolled_back(s: Scenario) -> RolloutEvent | None:
 
 # ------------------------------------------------------------------ failover
 
-def test_sigterm_to_the_leader_lets_the_standby_act_within_5_s(make_version, kube_emulator, cluster, controllers,
-                                                               settled):
-    """Default lease settings: the leader releases the lease on SIGTERM, and the standby, polling every second,
-    takes it and carries out an on-call rollback asked for at the moment of the SIGTERM."""
+def test_sigterm_to_the_leader_hands_over_and_an_oncall_rollback_asked_then_is_done_within_5_s(
+        make_version, kube_emulator, cluster, controllers, settled):
+    """Default lease settings: the leader begins no step once SIGTERMed and releases the lease; the standby,
+    polling every second, takes it and carries out an on-call rollback asked for at the moment of the SIGTERM.
+
+    Which of the two writes the rollback is not fixed: the signal reaches the leader's handler a moment after
+    it is sent, and a step the leader began before that is its to finish. What is fixed: every write comes
+    from the holder of the lease at that moment, the rollback is done within 5 s, and the standby leads."""
     s = Scenario("failover", make_version, cluster, kube_emulator)
     settled.append(s)
     start_rollout(s, HOLD_STEP)
@@ -167,15 +171,17 @@ def test_sigterm_to_the_leader_lets_the_standby_act_within_5_s(make_version, kub
     asked_at = timezone.now()
     leader.signal(signal.SIGTERM)
     services.rollback(s.model, reason="error spike", actor="oncall")
-    event = wait_for(lambda: rolled_back(s), "the standby rolled back")
+    event = wait_for(lambda: rolled_back(s), "the rollback was carried out")
 
     assert leader.process.wait(timeout=NEVER_S) == 0
     took_s = (event.at - asked_at).total_seconds()
-    assert took_s < 5, f"the standby acted {took_s:.1f} s after the SIGTERM"
+    assert took_s < 5, f"the rollback was done {took_s:.1f} s after the SIGTERM"
+    wait_for(standby.leads, "the standby leads")
     writes = [w for w in kube_emulator.writes(since=mark) if w.user_agent.startswith(UA)]
-    assert writes and {w.user_agent for w in writes} == {UA + standby.holder}
-    assert {w.check for w in writes} == {"held"}
-    print(f"\nSIGTERM to rollback by the standby: {took_s:.1f} s")
+    assert writes and {w.check for w in writes} == {"held"}
+    assert {w.user_agent for w in writes} <= {UA + leader.holder, UA + standby.holder}
+    by = "the standby" if {w.user_agent for w in writes} == {UA + standby.holder} else "the leader, finishing"
+    print(f"\nSIGTERM to rollback by {by}: {took_s:.1f} s")
 
 
 class HangingPrometheus:

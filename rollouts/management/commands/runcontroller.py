@@ -5,8 +5,9 @@ standby, trying to take it every MLCP_CONTROLLER_LEASE_POLL_S. The lease is
 kept by a thread of its own (`rollouts.lease.LeaseKeeper`), never once a tick,
 so its lifetime (MLCP_CONTROLLER_LEASE_S) does not depend on how long a tick
 takes; a leader that cannot renew stops acting before it can expire. SIGTERM
-and SIGINT end the loop: no new step begins, queued work is dropped, the steps
-being applied finish, and the lease is released, so a standby takes over within
+and SIGINT end the loop: from that moment no new step begins (not even in the
+tick under way), queued work is dropped, the steps being applied finish, and
+the lease is released, so a standby takes over within
 its poll instead of waiting for the lease to expire. A database error is logged
 and retried with backoff; it never ends the loop.
 
@@ -69,6 +70,9 @@ class Command(BaseCommand):
         controller.lease = keeper
 
         def stop(signum, frame):
+            # At once, not when the loop ends: the tick under way must not start a step the successor
+            # would then run beside it (an on-call rollback asked for at the SIGTERM is the standby's).
+            controller.refuse_new_steps()
             stopping.set()
             keeper.changed.set()  # wake the loop now
 
