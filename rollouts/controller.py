@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
-from django.db.models import Case, F, TextField, Value, When
+from django.db.models import F
 from django.utils import timezone
 
 from controlplane.errors import IllegalTransition, InvalidInput, MlcpError
@@ -799,16 +799,22 @@ class _Phases:
 
 
 def _say_many(phase: str, step: int, messages: dict[int, str], chunk: int = 500) -> None:
-    """`Controller._say` for many rollouts in one phase and step: one fenced UPDATE per `chunk`, each row
-    written only if it is still in that phase and step and its message differs."""
+    """`Controller._say` for many rollouts in one phase and step: one fenced transaction per `chunk`, each row
+    written only if it is still in that phase and step (the caller sends only messages that changed).
+
+    The rows go as one parameterised UPDATE executed many times, not through the ORM: a CASE/WHEN over
+    500 rows cost Django more CPU to build (3 s at 10,000 rollouts) than the database took to run it."""
+    quote = connection.ops.quote_name
+    column = {name: quote(Rollout._meta.get_field(name).column) for name in ("message", "phase", "current_step")}
+    sql = (f"UPDATE {quote(Rollout._meta.db_table)} SET {column['message']} = %s "
+           f"WHERE {quote(Rollout._meta.pk.column)} = %s AND {column['phase']} = %s "
+           f"AND {column['current_step']} = %s")
     pks = sorted(messages)
     for begin in range(0, len(pks), chunk):
-        part = pks[begin:begin + chunk]
         with transaction.atomic():
             check_fence()
-            (Rollout.objects.filter(pk__in=part, phase=phase, current_step=step)
-             .update(message=Case(*(When(pk=pk, then=Value(messages[pk], output_field=TextField())) for pk in part),
-                                  default=F("message"))))
+            with connection.cursor() as cursor:
+                cursor.executemany(sql, [(messages[pk], pk, str(phase), step) for pk in pks[begin:begin + chunk]])
 
 
 def _batches(provider) -> bool:

@@ -12,6 +12,7 @@ import math
 import re
 import string
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
@@ -161,10 +162,16 @@ class PrometheusMetricsProvider:
     windows and each window's start), so a past decision can be replayed and a
     series born mid-window is counted in full."""
 
-    def __init__(self, url: str, timeout_s: float = 5.0, templates: PromQLTemplates | None = None):
+    def __init__(self, url: str, timeout_s: float = 5.0, templates: PromQLTemplates | None = None,
+                 concurrent_batches: int = 2, models_per_query: int = 1000):
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
         self.templates = templates or PromQLTemplates()
+        # Batched queries in flight at once: while Prometheus evaluates one, this process parses the
+        # last answer (that parsing, not Prometheus, is most of a large tick's metrics time).
+        self.concurrent_batches = concurrent_batches
+        # A batched query names this many models at most (its selector is a regex of their names).
+        self.models_per_query = models_per_query
         # Few fast retries: a controller tick must not hang for long on a dead
         # Prometheus; it will ask again on the next tick anyway.
         retry = Retry(
@@ -192,8 +199,9 @@ class PrometheusMetricsProvider:
         at = _aware(at)
         windows = tuple(sorted({float(w) for w in windows_s} | {float(latency_window_s)}))
         records: list[QueryRecord] = []
+        kinds = _SeriesKinds(self.templates.error_codes)
         arms = {
-            track: self._observe_arm(model, version, track, at, windows, float(latency_window_s), records)
+            track: self._observe_arm(model, version, track, at, windows, float(latency_window_s), records, kinds)
             for track, version in ((CANARY, canary_version), (STABLE, stable_version))
         }
         return Observation(
@@ -206,36 +214,18 @@ class PrometheusMetricsProvider:
             queries=tuple(records),
         )
 
-    def _observe_arm(self, model, version, track, at, windows, latency_window_s, records) -> ArmObservation:
+    def _observe_arm(self, model, version, track, at, windows, latency_window_s, records, kinds) -> ArmObservation:
         # One lookback for every instant: a series seen at the end is then also
         # seen at a window's start if it had a sample before it (never mistaken for newborn).
         lookback_s = max(windows) + self.templates.lookback_margin_s
         query = self.templates.render(self.templates.counters, model, version, track, lookback_s)
-        end = self._values(f"{track}.counters@end", query, at, records)
+        end = self._values(f"{track}.counters@end", query, at, records, kinds)
         out = {}
         for window_s in windows:
             start = self._values(f"{track}.counters@-{window_s:.0f}s", query, at - timedelta(seconds=window_s),
-                                 records)
-            out[window_s] = self._window(series_increase(start, end))
+                                 records, kinds)
+            out[window_s] = _window(series_increase(start, end), kinds)
         return ArmObservation(track=track, version=version, windows=out, latency_window_s=latency_window_s)
-
-    def _window(self, increases: dict) -> ArmWindow | None:
-        requests, errors, buckets, classes, any_requests = 0.0, 0.0, {}, {}, False
-        error_code = re.compile(self.templates.error_codes)
-        for labels, value in increases.items():
-            labels = dict(labels)
-            if "le" in labels:
-                le = float(labels["le"])
-                buckets[le] = buckets.get(le, 0.0) + value
-            elif "class" in labels:
-                classes[labels["class"]] = classes.get(labels["class"], 0.0) + value
-            elif "code" in labels:
-                any_requests = True
-                requests += value
-                if error_code.fullmatch(labels["code"]):
-                    errors += value
-        # No request series at all is no data, never zero requests.
-        return ArmWindow(requests, errors, buckets, classes) if any_requests else None
 
     def _query(self, query: str, at: datetime) -> list[dict]:
         """The one HTTP call: an instant query's result rows at `at`."""
@@ -247,21 +237,14 @@ class PrometheusMetricsProvider:
                 f"Prometheus at {self.url} did not answer a query: {exc}", url=self.url, query=query
             ) from exc
 
-    def _values(self, name, query, at, records) -> dict[frozenset, float]:
+    def _values(self, name, query, at, records, kinds) -> dict[frozenset, float]:
         """Each series' raw value at `at` (its labels without the name), recorded as evidence."""
-        values, by_code = {}, {}
+        values = {}
         for row in self._query(query, at) or ():
-            labels = frozenset((k, v) for k, v in row["metric"].items() if k != "__name__")
             value = float(row["value"][1])
-            if math.isnan(value):
-                continue
-            values[labels] = value
-            code = row["metric"].get("code")
-            if code is not None and "le" not in row["metric"]:
-                by_code[code] = by_code.get(code, 0.0) + value
-        total = sum(by_code.values()) if by_code else None
-        records.append(QueryRecord(name=name, query=f"{query} @ {at.timestamp():.3f}", value=total,
-                                   raw=json.dumps(dict(sorted(by_code.items()))) if by_code else None))
+            if not math.isnan(value):
+                values[kinds.series(row["metric"])] = value
+        records.append(_record(name, query, at.timestamp(), values, kinds))
         return values
 
 
@@ -275,7 +258,8 @@ class PrometheusMetricsProvider:
         last sample at or before the instant within the same lookback), and its
         evidence names the per-arm query `observe` would have sent, so a replay
         of one rollout reads the same numbers. A failed batch fails only the
-        requests that needed it.
+        requests that needed it. A query names up to `models_per_query` models,
+        and up to `concurrent_batches` queries are in flight at once.
         """
         plans = {request: self._arm_reads(request) for request in requests_}
         wanted: dict[tuple[float, float], set[tuple[str, str, str]]] = {}
@@ -283,13 +267,20 @@ class PrometheusMetricsProvider:
             for arm, lookback_s, instants in reads:
                 for instant in instants.values():
                     wanted.setdefault((instant, lookback_s), set()).add(arm)
-        read: dict[tuple[float, float], dict | MetricsUnavailable] = {}
-        for (instant, lookback_s), arms in wanted.items():
-            try:
-                read[instant, lookback_s] = self._batch_values(sorted(arms), instant, lookback_s)
-            except MetricsUnavailable as exc:
-                read[instant, lookback_s] = exc
-        return {request: self._assemble(request, reads, read) for request, reads in plans.items()}
+        batches = [(key, part) for key, arms in wanted.items()
+                   for part in _by_models(sorted(arms), self.models_per_query)]
+        kinds = _SeriesKinds(self.templates.error_codes)
+        with ThreadPoolExecutor(max_workers=max(1, self.concurrent_batches),
+                                thread_name_prefix="prometheus-batch") as pool:
+            answers = pool.map(lambda batch: self._batch_values(batch[1], *batch[0], kinds), batches)
+            read: dict[tuple[float, float], dict | MetricsUnavailable] = {key: {} for key in wanted}
+            for (key, _), answer in zip(batches, answers, strict=True):
+                if not isinstance(read[key], MetricsUnavailable):
+                    if isinstance(answer, MetricsUnavailable):
+                        read[key] = answer
+                    else:
+                        read[key].update(answer)
+        return {request: self._assemble(request, reads, read, kinds) for request, reads in plans.items()}
 
     def _arm_reads(self, request: "ObservationRequest"):
         """[(arm, lookback, {name: instant})] for both arms of a request, in `observe`'s order."""
@@ -304,29 +295,25 @@ class PrometheusMetricsProvider:
             reads.append(((request.model, str(version), track), lookback_s, instants))
         return reads
 
-    def _batch_values(self, arms, instant: float, lookback_s: float, chunk: int = 1000) -> dict:
-        """{arm: {series labels: value}} at `instant` for every arm, `chunk` models to a query."""
-        by_model: dict[str, list] = {}
-        for arm in arms:
-            by_model.setdefault(arm[0], []).append(arm)
-        models = sorted(by_model)
+    def _batch_values(self, arms, instant: float, lookback_s: float, kinds) -> dict | MetricsUnavailable:
+        """{arm: {series labels: value}} at `instant` for every arm, in one query; or why it failed."""
+        selector = ",".join(
+            f'{label}=~"{"|".join(_regex_literal(v) for v in sorted({arm[i] for arm in arms}))}"'
+            for i, label in enumerate(("model", "version", "track")))
+        query = string.Template(self.templates.counters).substitute(selector=selector, lookback=f"{int(lookback_s)}s")
+        try:
+            rows = self._post_query(query, instant)
+        except MetricsUnavailable as exc:
+            return exc
         out: dict = {arm: {} for arm in arms}
-        for begin in range(0, len(models), chunk):
-            part = models[begin:begin + chunk]
-            part_arms = [arm for model in part for arm in by_model[model]]
-            selector = ",".join(
-                f'{label}=~"{"|".join(_regex_literal(v) for v in sorted({arm[i] for arm in part_arms}))}"'
-                for i, label in enumerate(("model", "version", "track")))
-            query = string.Template(self.templates.counters).substitute(
-                selector=selector, lookback=f"{int(lookback_s)}s")
-            for row in self._post_query(query, instant):
-                metric = row["metric"]
-                arm = (metric.get("model"), metric.get("version"), metric.get("track"))
-                if arm not in out:  # the regexes select the cross product; keep only the arms asked for
-                    continue
-                value = float(row["value"][1])
-                if not math.isnan(value):
-                    out[arm][frozenset((k, v) for k, v in metric.items() if k != "__name__")] = value
+        for row in rows:
+            metric = row["metric"]
+            values = out.get((metric.get("model"), metric.get("version"), metric.get("track")))
+            if values is None:  # the regexes select the cross product; keep only the arms asked for
+                continue
+            value = float(row["value"][1])
+            if not math.isnan(value):
+                values[kinds.series(metric)] = value
         return out
 
     def _post_query(self, query: str, instant: float) -> list[dict]:
@@ -341,7 +328,7 @@ class PrometheusMetricsProvider:
             raise MetricsUnavailable(
                 f"Prometheus at {self.url} did not answer a batched query: {exc}", url=self.url) from exc
 
-    def _assemble(self, request, reads, read):
+    def _assemble(self, request, reads, read, kinds):
         records: list[QueryRecord] = []
         arms = {}
         windows = request.windows
@@ -353,9 +340,9 @@ class PrometheusMetricsProvider:
                 if isinstance(batch, MetricsUnavailable):
                     return batch
                 values[name] = batch[model, version, track]
-                records.append(_record(name, query, instant, values[name]))
+                records.append(_record(name, query, instant, values[name], kinds))
             end = values[f"{track}.counters@end"]
-            out = {w: self._window(series_increase(values[f"{track}.counters@-{w:.0f}s"], end)) for w in windows}
+            out = {w: _window(series_increase(values[f"{track}.counters@-{w:.0f}s"], end), kinds) for w in windows}
             arms[track] = ArmObservation(track=track, version=version, windows=out,
                                          latency_window_s=request.latency_window_s)
         return Observation(model=request.model, at=_aware(request.at), windows_s=windows,
@@ -384,13 +371,86 @@ class ObservationRequest:
                                 list(self.windows_s), self.latency_window_s)
 
 
-def _record(name: str, query: str, instant: float, values: dict) -> QueryRecord:
+def _by_models(arms: list, models_per_query: int) -> list[list]:
+    """`arms` in parts of up to `models_per_query` models (every arm of a model in one part): a query each."""
+    by_model: dict[str, list] = {}
+    for arm in arms:
+        by_model.setdefault(arm[0], []).append(arm)
+    models = sorted(by_model)
+    return [[arm for model in models[begin:begin + models_per_query] for arm in by_model[model]]
+            for begin in range(0, len(models), models_per_query)]
+
+
+REQUESTS, BUCKET, CLASS, OTHER = "requests", "bucket", "class", "other"
+
+
+class _SeriesKinds:
+    """Each series' identity and what it counts, read from its labels once per observation.
+
+    A series is read at every instant of an observation and summed in every
+    window; parsing its labels each time (a dict, a float, a regex) and
+    comparing equal label sets item by item was a third of a large tick's
+    metrics CPU. So the first read of a series keeps its label set, later reads
+    share that object (a dictionary lookup on it is then one identity check),
+    and its kind is parsed once. One lives for one `observe` or `observe_many`,
+    so it never outgrows a tick. Of a series' labels, ``le`` makes it a latency
+    bucket, then ``class`` a prediction count, then ``code`` a request count (an
+    error where it matches the error codes).
+    """
+
+    def __init__(self, error_codes: str) -> None:
+        self._is_error = re.compile(error_codes).fullmatch
+        self._known: dict[frozenset, tuple[str, object, bool]] = {}
+        self._series: dict[frozenset, frozenset] = {}
+
+    def series(self, metric: dict) -> frozenset:
+        """A series' identity: its labels without the metric's name (which `last_over_time` drops anyway)."""
+        metric.pop("__name__", None)
+        labels = frozenset(metric.items())
+        return self._series.setdefault(labels, labels)
+
+    def __call__(self, labels: frozenset) -> tuple[str, object, bool]:
+        """(kind, bucket bound or class or code, whether an error)."""
+        kind = self._known.get(labels)
+        if kind is None:
+            named = dict(labels)
+            if "le" in named:
+                kind = (BUCKET, float(named["le"]), False)
+            elif "class" in named:
+                kind = (CLASS, named["class"], False)
+            elif "code" in named:
+                kind = (REQUESTS, named["code"], self._is_error(named["code"]) is not None)
+            else:
+                kind = (OTHER, None, False)
+            self._known[labels] = kind
+        return kind
+
+
+def _window(increases: dict, kinds: _SeriesKinds) -> ArmWindow | None:
+    """One arm's counts in one window from its series' increases."""
+    requests, errors, buckets, classes, any_requests = 0.0, 0.0, {}, {}, False
+    for labels, value in increases.items():
+        kind, key, is_error = kinds(labels)
+        if kind is BUCKET:
+            buckets[key] = buckets.get(key, 0.0) + value
+        elif kind is CLASS:
+            classes[key] = classes.get(key, 0.0) + value
+        elif kind is REQUESTS:
+            any_requests = True
+            requests += value
+            if is_error:
+                errors += value
+    # No request series at all is no data, never zero requests.
+    return ArmWindow(requests, errors, buckets, classes) if any_requests else None
+
+
+def _record(name: str, query: str, instant: float, values: dict, kinds: _SeriesKinds) -> QueryRecord:
     """The evidence `observe` keeps for one read: the arm's request counter by code."""
     by_code: dict[str, float] = {}
     for labels, value in values.items():
-        labels = dict(labels)
-        if "code" in labels and "le" not in labels:
-            by_code[labels["code"]] = by_code.get(labels["code"], 0.0) + value
+        kind, code, _ = kinds(labels)
+        if kind is REQUESTS:
+            by_code[code] = by_code.get(code, 0.0) + value
     return QueryRecord(name=name, query=f"{query} @ {instant:.3f}",
                        value=sum(by_code.values()) if by_code else None,
                        raw=json.dumps(dict(sorted(by_code.items()))) if by_code else None)

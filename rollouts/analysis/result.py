@@ -40,8 +40,14 @@ def to_json_value(value):
 
     Walks dataclass fields itself rather than through `dataclasses.asdict`,
     which deep-copies everything first: a controller tick turns thousands of
-    analyses into evidence, and the copy was most of that cost.
+    analyses into evidence, and the copy was most of that cost. The exact
+    types most values have are tried first, for the same reason.
     """
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
     if isinstance(value, enum.Enum):
         return value.value
     if value is None or isinstance(value, (str, bool, int)):

@@ -35,8 +35,12 @@ def _requests(split, incident):
     ]
 
 
-def test_a_batch_reads_what_each_rollout_reads_alone(prometheus, split_rollout, recorded_incident):
-    provider = PrometheusMetricsProvider(prometheus.url, timeout_s=5)
+@pytest.mark.parametrize("models_per_query, concurrent_batches", [(1000, 2), (1, 1), (1, 3)],
+                         ids=["default", "a query per model, one at a time", "a query per model, three at a time"])
+def test_a_batch_reads_what_each_rollout_reads_alone(prometheus, split_rollout, recorded_incident, models_per_query,
+                                                     concurrent_batches):
+    provider = PrometheusMetricsProvider(prometheus.url, timeout_s=5, concurrent_batches=concurrent_batches,
+                                         models_per_query=models_per_query)
     requests = _requests(split_rollout, recorded_incident)
     batched = provider.observe_many(requests)
     for request in requests:

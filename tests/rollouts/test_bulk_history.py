@@ -1,4 +1,5 @@
-"""Analyses written many at once (a batched controller tick) keep the same bounded history as one at a time."""
+"""Analyses written many at once (a batched controller tick) keep the same bounded history as one at a time;
+the tick's messages, said many at once, reach only the rollouts still where the tick saw them."""
 
 from datetime import timedelta
 
@@ -8,8 +9,10 @@ from django.test.utils import CaptureQueriesContext
 
 from registry.models import RegisteredModel
 from rollouts import services
+from rollouts.choices import Phase
+from rollouts.controller import _say_many
 from rollouts.history import AnalysisRecord, record_analyses, record_analysis
-from rollouts.models import AnalysisRun, AnalysisStepSummary
+from rollouts.models import AnalysisRun, AnalysisStepSummary, Rollout
 from tests.factories import set_target
 from tests.rollouts.test_analysis_history import T
 
@@ -56,3 +59,15 @@ def test_writing_many_analyses_takes_as_many_queries_for_two_rollouts_as_for_one
     for minute in range(2):  # every step over its budget from here on
         queries(rollouts, minute)
     assert queries(rollouts[:1], 2) == queries(rollouts, 3)
+
+
+@pytest.mark.django_db
+def test_messages_said_many_at_once_reach_only_rollouts_still_in_that_phase_and_step(rollouts):
+    moved, *held = rollouts
+    assert {(r.phase, r.current_step) for r in rollouts} == {(Phase.PENDING, 0)}
+    Rollout.objects.filter(pk=moved.pk).update(current_step=1, message="moved on meanwhile")
+    said = {r.pk: f"holding {r.pk}: 'p95' 12% slower; -- DROP TABLE x" for r in rollouts}
+    _say_many(Phase.PENDING, 0, said, chunk=1)  # a transaction per rollout, as with many chunks
+    assert Rollout.objects.get(pk=moved.pk).message == "moved on meanwhile"
+    assert {r.pk: r.message for r in Rollout.objects.filter(pk__in=[r.pk for r in held])} == \
+        {r.pk: said[r.pk] for r in held}

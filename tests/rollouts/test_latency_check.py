@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rollouts.analysis import Verdict, check_latency, log_latency_bayes_factor, quantile_from_buckets
-from rollouts.analysis.latency import slower_than
+from rollouts.analysis.latency import log_sum_exp, slower_than
 
 
 def test_p95_from_histogram_matches_known_distribution():
@@ -57,6 +57,18 @@ def test_bayes_factor_averages_the_error_tests_over_edges():
     log_bf, per_edge = log_latency_bayes_factor({0.1: 2, 0.2: 0}, {0.1: 0, 0.2: 0}, 0.5)
     assert math.exp(log_bf) == pytest.approx(5 / 3)
     assert math.exp(per_edge[0.1]) == pytest.approx(7 / 3) and per_edge[0.2] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([0.0, 0.0], math.log(2)),                   # log(1 + 1)
+    ([math.log(3), math.log(5)], math.log(8)),   # log(3 + 5)
+    ([1000.0, 1000.0], 1000.0 + math.log(2)),    # exp(1000) overflows a float: the shift keeps it finite
+    ([-math.inf, math.log(4)], math.log(4)),     # an edge with no evidence at all adds nothing
+    ([-math.inf, -math.inf], -math.inf),
+    ([math.inf, 0.0], math.inf),
+])
+def test_edges_are_combined_by_log_sum_exp_without_overflow(values, expected):
+    assert log_sum_exp(np.array(values)) == pytest.approx(expected)
 
 
 def test_requests_slower_than_each_edge_come_from_cumulative_buckets():
