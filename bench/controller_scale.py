@@ -242,16 +242,19 @@ def _counting_provider():
     from rollouts.metrics import PrometheusMetricsProvider
 
     class CountingProvider(PrometheusMetricsProvider):
-        """Counts the HTTP queries sent, one and batched alike."""
+        """Counts the HTTP queries sent, one and batched alike (batched ones from two threads at once)."""
 
         queries = 0
+        _counting = threading.Lock()
 
         def _query(self, query, at):
-            self.queries += 1
+            with self._counting:
+                self.queries += 1
             return super()._query(query, at)
 
         def _post_query(self, query, instant):
-            self.queries += 1
+            with self._counting:
+                self.queries += 1
             return super()._post_query(query, instant)
 
     return CountingProvider

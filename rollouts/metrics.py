@@ -270,9 +270,19 @@ class PrometheusMetricsProvider:
         batches = [(key, part) for key, arms in wanted.items()
                    for part in _by_models(sorted(arms), self.models_per_query)]
         kinds = _SeriesKinds(self.templates.error_codes)
+        failed: dict[tuple[float, float], MetricsUnavailable] = {}
+
+        def read_part(batch):
+            key, part = batch
+            if key in failed:  # one failed part fails its key: a dead Prometheus costs a timeout per key, not per part
+                return failed[key]
+            answer = self._batch_values(part, *key, kinds)
+            if isinstance(answer, MetricsUnavailable):
+                failed.setdefault(key, answer)
+            return answer
         with ThreadPoolExecutor(max_workers=max(1, self.concurrent_batches),
                                 thread_name_prefix="prometheus-batch") as pool:
-            answers = pool.map(lambda batch: self._batch_values(batch[1], *batch[0], kinds), batches)
+            answers = pool.map(read_part, batches)
             read: dict[tuple[float, float], dict | MetricsUnavailable] = {key: {} for key in wanted}
             for (key, _), answer in zip(batches, answers, strict=True):
                 if not isinstance(read[key], MetricsUnavailable):

@@ -92,6 +92,25 @@ def test_a_failed_batch_fails_only_the_requests_that_needed_it(prometheus, split
     assert not isinstance(results[requests[0]], MetricsUnavailable)
 
 
+def test_a_dead_prometheus_costs_one_failed_query_per_instant_not_one_per_part_of_it():
+    """Two models analysed at one instant, a query per model: the first to fail fails its instant, and the rest
+    of that instant's parts are not sent (each would wait out its own timeout on a hung server)."""
+    class Dead(PrometheusMetricsProvider):
+        sent: list = []
+
+        def _post_query(self, query, instant):
+            self.sent.append(instant)
+            raise MetricsUnavailable("injected: connection refused")
+
+    config = AnalysisConfig()
+    requests = [observation_request(config, model, "2", "1", T, STEP) for model in ("model-a", "model-b")]
+    provider = Dead("http://127.0.0.1:9", timeout_s=5, concurrent_batches=1, models_per_query=1)
+    results = provider.observe_many(requests)
+    assert all(isinstance(result, MetricsUnavailable) for result in results.values())
+    instants = {instant for _, _, named in provider._arm_reads(requests[0]) for instant in named.values()}
+    assert sorted(provider.sent) == sorted(instants)  # one per instant, where there are two parts of each
+
+
 class HangingBatch:
     """A Prometheus whose batched read hangs until released."""
 

@@ -22,6 +22,7 @@ its own (`rollouts.outbox`), so a slow receiver never stalls a tick; `--once`
 does not (`manage.py sendnotifications` does).
 """
 
+import _thread
 import logging
 import os
 import signal
@@ -69,12 +70,18 @@ class Command(BaseCommand):
                              poll_s=settings.MLCP_CONTROLLER_LEASE_POLL_S, on_lost=controller.cancel_queued)
         controller.lease = keeper
 
+        def wake():
+            stopping.set()
+            keeper.changed.set()  # wake the loop now
+
         def stop(signum, frame):
             # At once, not when the loop ends: the tick under way must not start a step the successor
             # would then run beside it (an on-call rollback asked for at the SIGTERM is the standby's).
             controller.refuse_new_steps()
-            stopping.set()
-            keeper.changed.set()  # wake the loop now
+            # Setting an Event takes its lock, which this (the main) thread may hold at this very bytecode,
+            # inside `changed.wait()` or `clear()`: taken here, it would deadlock. A bare thread of its own
+            # (no `threading` locks to start it) waits for the lock instead.
+            _thread.start_new_thread(wake, ())
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, stop)
