@@ -83,7 +83,7 @@ def _golden(evidence: dict, panel: GatePanel) -> None:
         ("Regressed classes (recall fell more than their limit against production) are drawn in red."
          if production else "No production version to compare with; the dashed line is the recall floor."),
     ))
-    if len(names) <= _MAX_HEATMAP_CLASSES:
+    if len(names) <= _MAX_HEATMAP_CLASSES and "confusion_matrix" in evidence:
         panel.figures.append(Figure(
             "Confusion matrix", _svg(charts.confusion_heatmap(names, evidence["confusion_matrix"])),
             "Rows are the true class, columns the prediction; shade is the share of the true class. "
@@ -113,7 +113,7 @@ def _golden(evidence: dict, panel: GatePanel) -> None:
             for c in per_class
         ],
     }
-    top = _top_confusions(names, evidence["confusion_matrix"])
+    top = _top_confusions(names, evidence)
     if top:
         panel.facts.append(("most frequent mistakes", "; ".join(top)))
 
@@ -124,8 +124,14 @@ def _change(after, before) -> str:
     return f"{(after - before) * 100:+.1f} pts"
 
 
-def _top_confusions(names, matrix, limit: int = 5) -> list[str]:
-    pairs = [(count, i, j) for i, row in enumerate(matrix) for j, count in enumerate(row) if i != j and count]
+def _top_confusions(names, evidence: dict, limit: int = 5) -> list[str]:
+    # `confusions` (the mistakes, most frequent first) since many-class sets stopped carrying the dense
+    # matrix; outcomes stored before that have only `confusion_matrix`.
+    if "confusions" in evidence:
+        pairs = [(count, i, j) for i, j, count in evidence["confusions"]]
+    else:
+        pairs = [(count, i, j) for i, row in enumerate(evidence.get("confusion_matrix", []))
+                 for j, count in enumerate(row) if i != j and count]
     return [f"{names[i]} → {names[j]} ×{count}" for count, i, j in sorted(pairs, reverse=True)[:limit]]
 
 

@@ -252,6 +252,19 @@ def test_validation_and_quantization_evidence_are_drawn(viewer_ui, awaiting, pas
     assert "Raw evidence" in page and page.count('<svg xmlns="http://www.w3.org/2000/svg"') == 3
 
 
+def test_many_classes_list_their_most_frequent_mistakes_without_a_heatmap(viewer_ui, awaiting):
+    """Past 40 classes the gate keeps only the mistakes; the page names the worst and draws no matrix."""
+    names = [f"species {i}" for i in range(1000)]
+    evidence = {"images": 12, "accuracy": 0.75, "expected_calibration_error": 0.1, "class_names": names,
+                "per_class": [{"index": i, "name": n, "support": 0, "precision": None, "recall": None}
+                              for i, n in enumerate(names)],
+                "confusions": [[7, 900, 2], [3, 4, 1]]}
+    GateResult.objects.create(version=awaiting, gate="golden_set", verdict="pass", summary="ok", evidence=evidence)
+    page = viewer_ui.get(VERSION_URL).content.decode()
+    assert "species 7 → species 900 ×2; species 3 → species 4 ×1" in page
+    assert "Confusion matrix" not in page and "Raw evidence" in page  # the raw JSON is always offered
+
+
 def test_gate_with_unexpected_evidence_shows_it_raw(viewer_ui, awaiting):
     GateResult.objects.create(version=awaiting, gate="golden_set", verdict="pass", summary="odd", evidence={"x": 1})
     page = viewer_ui.get(VERSION_URL)

@@ -1,13 +1,17 @@
 """The golden-set gate: no worse than production overall, and no class left behind."""
 
 import io
+import json
 
 import numpy as np
 import pytest
 from scipy.stats import binom
 
 from workers.gates import evaluate_golden_set, mcnemar_exact, parse_golden_set
-from workers.gates.golden import expected_calibration_error
+from workers.gates.golden import (DENSE_CONFUSION_MAX_CLASSES, _scores_evidence, classifier_scores, confusions,
+                                  expected_calibration_error)
+from workers.gates.loading import GoldenSet
+from workers.sandbox.protocol import _jsonable
 
 from .conftest import BROKEN_CLASS
 
@@ -73,8 +77,35 @@ def test_evidence_holds_per_class_scores_and_a_confusion_matrix(good_model, gold
     evidence = evaluate_golden_set(good_model.onnx_bytes, golden, production_bytes=None, policy=policy).evidence
     confusion = np.array(evidence["confusion_matrix"])
     assert confusion.shape == (10, 10) and confusion.sum() == len(golden)
+    assert {(i, j): n for i, j, n in evidence["confusions"]} == {
+        (i, j): int(confusion[i, j]) for i in range(10) for j in range(10) if i != j and confusion[i, j]}
     assert [c["support"] for c in evidence["per_class"]] == np.bincount(golden.labels, minlength=10).tolist()
     assert 0.0 <= evidence["expected_calibration_error"] <= 1.0
+
+
+def test_the_mistakes_of_a_confusion_matrix_come_most_frequent_first():
+    # true 0: 5 right, 2 taken for 2; true 1: 1 taken for 0, 4 right; true 2: 2 taken for 0, 1 for 1, 3 right.
+    matrix = np.array([[5, 0, 2], [1, 4, 0], [2, 1, 3]])
+    assert confusions(matrix) == [[0, 2, 2], [2, 0, 2], [1, 0, 1], [2, 1, 1]]
+    assert confusions(np.eye(3, dtype=np.int64) * 7) == []
+
+
+def test_a_thousand_class_set_keeps_its_mistakes_and_per_class_support_not_a_million_cells():
+    """The answer of a 1000-class gate was 3 MB, most of the sandbox's 4 MiB cap; now it grows with the images."""
+    rng = np.random.default_rng(7)
+    images, classes = 256, 1000
+    labels = rng.integers(0, classes, size=images)
+    logits = rng.normal(size=(images, classes))
+    logits[np.arange(images), labels] += 2.5  # most right, some wrong
+    golden = GoldenSet(inputs=np.zeros((images, 1), np.float32), labels=labels,
+                       class_names=tuple(f"class {i}" for i in range(classes)))
+    evidence = _scores_evidence(classifier_scores(logits, labels, classes, bins=10), golden)
+    assert classes > DENSE_CONFUSION_MAX_CLASSES and "confusion_matrix" not in evidence
+    wrong = int((logits.argmax(axis=1) != labels).sum())
+    assert 0 < wrong < images and sum(n for _, _, n in evidence["confusions"]) == wrong
+    assert sum(c["support"] for c in evidence["per_class"]) == images
+    answer = json.dumps(evidence, default=_jsonable)
+    assert len(answer) < 200_000, f"{len(answer)} bytes"
 
 
 def test_golden_set_with_other_classes_than_the_model_is_an_error(good_model, golden, policy):

@@ -18,6 +18,10 @@ from workers.gates.loading import GoldenSet, LoadedModel, open_session, predict_
 from workers.gates.outcome import GateOutcome
 
 GATE = "golden_set"
+# Up to this many classes the evidence holds the whole confusion matrix (the UI draws it); past it, only the
+# mistakes (`confusions`): a 1000-class matrix is a million numbers, 3 MB of answer for at most one non-zero
+# cell per image, and past about 1,150 classes it overflowed the sandbox's 4 MiB answer and the gate errored.
+DENSE_CONFUSION_MAX_CLASSES = 40
 
 
 @dataclasses.dataclass
@@ -263,9 +267,25 @@ def _scores_evidence(scores: ClassifierScores, golden: GoldenSet) -> dict:
         "accuracy": scores.accuracy,
         "expected_calibration_error": scores.ece,
         "per_class": per_class,
-        "confusion_matrix": scores.confusion.tolist(),
+        "confusions": confusions(scores.confusion),
+        **({"confusion_matrix": scores.confusion.tolist()}
+           if len(golden.class_names) <= DENSE_CONFUSION_MAX_CLASSES else {}),
         "class_names": list(golden.class_names),
     }
+
+
+def confusions(confusion: np.ndarray) -> list[list[int]]:
+    """Every mistake cell of a confusion matrix as [true class, predicted class, images], most frequent first.
+
+    With the per-class support (each row's sum) it is the whole matrix: the
+    diagonal is support minus the row's mistakes.
+    """
+    mistakes = confusion.copy()
+    np.fill_diagonal(mistakes, 0)
+    true, predicted = np.nonzero(mistakes)
+    counts = mistakes[true, predicted]
+    order = np.lexsort((predicted, true, -counts))  # most frequent first, ties by class
+    return [[int(true[i]), int(predicted[i]), int(counts[i])] for i in order]
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
