@@ -258,11 +258,19 @@ def test_many_classes_list_their_most_frequent_mistakes_without_a_heatmap(viewer
     evidence = {"images": 12, "accuracy": 0.75, "expected_calibration_error": 0.1, "class_names": names,
                 "per_class": [{"index": i, "name": n, "support": 0, "precision": None, "recall": None}
                               for i, n in enumerate(names)],
-                "confusions": [[7, 900, 2], [3, 4, 1]]}
+                # Out of order, and (from a sandbox that lies) a right answer and cells that name no class.
+                "confusions": [[3, 4, 1], [5, 5, 9], [-1, 2, 8], [2, 1000, 8], [7, 900, 2], [1, 2, 1]]}
     GateResult.objects.create(version=awaiting, gate="golden_set", verdict="pass", summary="ok", evidence=evidence)
     page = viewer_ui.get(VERSION_URL).content.decode()
-    assert "species 7 → species 900 ×2; species 3 → species 4 ×1" in page
-    assert "Confusion matrix" not in page and "Raw evidence" in page  # the raw JSON is always offered
+    assert "species 7 → species 900 ×2; species 1 → species 2 ×1; species 3 → species 4 ×1<" in page
+    assert "Confusion matrix" not in page
+
+
+def test_the_page_draws_the_matrix_wherever_the_gate_keeps_it_whole():
+    from registry.ui.evidence import _MAX_HEATMAP_CLASSES
+    from workers.gates.golden import DENSE_CONFUSION_MAX_CLASSES
+
+    assert _MAX_HEATMAP_CLASSES == DENSE_CONFUSION_MAX_CLASSES
 
 
 def test_gate_with_unexpected_evidence_shows_it_raw(viewer_ui, awaiting):

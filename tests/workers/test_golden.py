@@ -90,6 +90,18 @@ def test_the_mistakes_of_a_confusion_matrix_come_most_frequent_first():
     assert confusions(np.eye(3, dtype=np.int64) * 7) == []
 
 
+@pytest.mark.parametrize("classes, dense",
+                         [(DENSE_CONFUSION_MAX_CLASSES, True), (DENSE_CONFUSION_MAX_CLASSES + 1, False)])
+def test_the_whole_matrix_is_kept_up_to_the_classes_the_page_draws(classes, dense):
+    labels = np.arange(classes)
+    logits = np.eye(classes)[(labels + 1) % classes]  # every image taken for the next class
+    golden = GoldenSet(inputs=np.zeros((classes, 1), np.float32), labels=labels,
+                       class_names=tuple(str(i) for i in range(classes)))
+    evidence = _scores_evidence(classifier_scores(logits, labels, classes, bins=10), golden)
+    assert ("confusion_matrix" in evidence) is dense
+    assert evidence["confusions"] == [[i, (i + 1) % classes, 1] for i in range(classes)]
+
+
 def test_a_thousand_class_set_keeps_its_mistakes_and_per_class_support_not_a_million_cells():
     """The answer of a 1000-class gate was 3 MB, most of the sandbox's 4 MiB cap; now it grows with the images."""
     rng = np.random.default_rng(7)
